@@ -1,0 +1,1 @@
+"""Inference Workbench: profile, compress, batch, cost and serve ML models."""

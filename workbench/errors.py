@@ -1,0 +1,49 @@
+"""The project's exception types. Every message names the bad value and the fix.
+
+The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``; a traceback is shown
+only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """Base class: a problem the user can fix; the message says what is wrong and how to fix it."""
+
+    exit_code = 2
+
+
+class UnknownModelError(WorkbenchError):
+    """A model name that is neither a demo model nor an existing ONNX file."""
+
+
+class ModelLoadError(WorkbenchError):
+    """A model file that cannot be read or is not a valid model."""
+
+
+class InputShapeError(WorkbenchError):
+    """An input shape that does not fit the model."""
+
+
+class ConfigError(WorkbenchError):
+    """A setting out of range (batch size, threads, iterations, ...)."""
+
+
+class MissingExtraError(WorkbenchError):
+    """An optional dependency group is not installed."""
+
+    def __init__(self, extra: str, package: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the optional package '{package}', which is not installed; "
+            f"install it with: pip install 'inference-workbench[{extra}]'"
+        )
+        self.extra = extra
+        self.package = package
+
+
+class StoreError(WorkbenchError):
+    """The run store cannot be opened or queried."""
+
+
+class BackendUnavailableError(WorkbenchError):
+    """A backend or device that this machine does not have (e.g. CUDA without a GPU)."""
