@@ -14,6 +14,11 @@ from rich.table import Table
 
 from workbench.errors import WorkbenchError
 
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer
+    from click import ClickException
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -85,13 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted; finished configurations are kept in the run store")
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except ClickException as exc:  # usage errors: click's own message and exit code
+        exc.show()
+        return exc.exit_code
     return 0
 
 
