@@ -6,13 +6,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException
@@ -24,7 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Inference Workbench: profile models, cut what each prediction costs, ship the winner.",
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 _state = {"debug": False}
 
@@ -36,12 +35,23 @@ def _root(
     _state["debug"] = debug
 
 
+#: Short table headers for long field names (the field names stay the API).
+HEADERS = {
+    "run_id": "run", "created_at": "created (UTC)", "batch_size": "batch",
+    "latency_ms_p50": "p50 ms", "latency_ms_p90": "p90 ms", "latency_ms_p95": "p95 ms",
+    "latency_ms_p99": "p99 ms", "latency_ms_max": "max ms", "throughput_items_per_s": "items/s",
+    "memory_peak_mb": "peak MB", "flops_per_item": "FLOPs/item", "calls_per_run": "calls/run",
+    "time_ms_per_run": "ms/run",
+}
+
+
 def print_frame(frame, title: str, columns: list[str] | None = None) -> None:
-    """Render a DataFrame as a rich table (floats to 4 significant digits)."""
+    """Render a DataFrame as a rich table with short headers and readable numbers."""
     table = Table(title=title)
     cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
     for col in cols:
-        table.add_column(str(col), justify="right" if frame[col].dtype.kind in "if" else "left")
+        table.add_column(HEADERS.get(str(col), str(col)), no_wrap=True,
+                         justify="right" if frame[col].dtype.kind in "if" else "left")
     for _, row in frame[cols].iterrows():
         table.add_row(*[_fmt(row[c]) for c in cols])
     console.print(table)
@@ -49,17 +59,21 @@ def print_frame(frame, title: str, columns: list[str] | None = None) -> None:
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        if value != value:  # NaN
+            return ""
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    if isinstance(value, str) and len(value) > 19 and value[4:5] == "-":
+        return value[:19].replace("T", " ")  # ISO timestamp to the second
     return "" if value is None else str(value)
 
 
 @app.command()
 def runs(
-    model: Optional[str] = typer.Option(None, help="Only runs of this model."),
-    kind: Optional[str] = typer.Option(None, help="Only runs of this kind (profile, ...)."),
-    sweep: Optional[str] = typer.Option(None, help="Only runs of this sweep id."),
+    model: str | None = typer.Option(None, help="Only runs of this model."),
+    kind: str | None = typer.Option(None, help="Only runs of this kind (profile, ...)."),
+    sweep: str | None = typer.Option(None, help="Only runs of this sweep id."),
     limit: int = typer.Option(20, help="Show at most this many (newest first)."),
-    db: Optional[str] = typer.Option(None, help="Run store path (default: WORKBENCH_DB or user data dir)."),
+    db: str | None = typer.Option(None, help="Run store path (default: WORKBENCH_DB or user data dir)."),
 ) -> None:
     """List stored runs, newest first."""
     from workbench.store import RunStore
@@ -72,6 +86,104 @@ def runs(
         cols = ["run_id", "created_at", "kind", "model", "backend", "device", "batch_size",
                 "threads", "latency_ms_p50", "latency_ms_p99", "throughput_items_per_s"]
         print_frame(frame, f"runs in {store.path}", cols)
+
+
+PROFILE_COLUMNS = ["run_id", "backend", "device", "batch_size", "threads", "latency_ms_p50",
+                   "latency_ms_p95", "latency_ms_p99", "latency_ms_max", "throughput_items_per_s",
+                   "memory_peak_mb", "flops_per_item"]
+
+
+def parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]] | None:
+    """``["input_ids=1x128"]`` -> ``{"input_ids": (1, 128)}``; a bare ``1x64`` names no input."""
+    if not values:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        name, _, dims = value.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            raise ConfigError(
+                f"cannot read input shape {value!r}: write NAME=1x3x224x224 (batch first)"
+            ) from None
+        shapes[name or "*"] = shape
+    return shapes
+
+
+@app.command()
+def profile(
+    model: str = typer.Argument(..., help="Demo model (digits-cnn, digits-mlp, minilm) or a .onnx path."),
+    backend: list[str] = typer.Option(["onnxruntime"], "--backend", "-b", help="onnxruntime or torch; repeat to compare."),
+    batch_size: list[int] = typer.Option([1], "--batch-size", "-n", help="Batch size; repeat to sweep."),
+    threads: list[int] | None = typer.Option(None, "--threads", "-t", help="Intra-op threads; repeat to sweep (default: all cores)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    iterations: int = typer.Option(200, help="Timed runs per configuration (at most)."),
+    max_seconds: float = typer.Option(10.0, help="Time budget per configuration."),
+    warmup: int = typer.Option(10, help="Untimed runs first."),
+    input_shape: list[str] | None = typer.Option(None, "--input-shape", help="NAME=1x3x224x224 for dynamic ONNX inputs."),
+    ops: bool = typer.Option(False, "--ops", help="Print the per-operator table of the first configuration."),
+    db: str | None = typer.Option(None, help="Run store path (default: WORKBENCH_DB or user data dir)."),
+    sweep_id: str | None = typer.Option(None, help="Resume (or name) a sweep: stored configurations are skipped."),
+) -> None:
+    """Measure latency percentiles, throughput, memory, FLOPs and per-operator time."""
+    from workbench.models import load_model
+    from workbench.profiling import sweep
+
+    shapes = parse_input_shapes(input_shape)
+    handle = load_model(model, input_shapes=_name_shapes(model, shapes))
+    result = sweep(handle, batch_sizes=batch_size, backends=backend, threads=threads or [None],
+                   store=db, sweep_id=sweep_id, device=device, iterations=iterations,
+                   max_seconds=max_seconds, warmup=warmup, operators=True)
+    _report_sweep(handle.name, result, ops)
+
+
+def _name_shapes(model: str, shapes: dict[str, tuple[int, ...]] | None):
+    """Give a bare shape (no NAME=) to the model's only input."""
+    if not shapes or "*" not in shapes:
+        return shapes
+    from workbench.models import load_model
+
+    names = [s.name for s in load_model(model).inputs]
+    if len(names) != 1:
+        raise ConfigError(f"{model} has inputs {names}: write --input-shape NAME=1x...")
+    return {names[0]: shapes["*"]}
+
+
+def _report_sweep(name: str, result, ops: bool) -> None:
+    frame = result.to_frame()
+    if not frame.empty:
+        print_frame(frame, f"{name}: latency (ms, measured), throughput (items/s)", PROFILE_COLUMNS)
+    if result.resumed_run_ids:
+        console.print(f"resumed sweep {result.sweep_id}: {len(result.resumed_run_ids)} "
+                      "configurations were already stored")
+    if ops and result.profiles:
+        first = result.profiles[0]
+        print_frame(first.operators_frame().head(15),
+                    f"per-operator time, {first.backend} batch {first.batch_size}")
+    if result.interrupted:
+        console.print(f"[yellow]stopped[/]: {len(result.profiles)} finished configurations kept; "
+                      f"resume with --sweep-id {result.sweep_id}")
+        raise typer.Exit(130)
+
+
+@app.command()
+def demo(
+    model: str = typer.Option("digits-cnn", help="Demo model to run the main job on."),
+    out: str = typer.Option("workbench-demo", help="Folder for the results (CSV, JSON)."),
+    db: str | None = typer.Option(None, help="Run store path (default: WORKBENCH_DB or user data dir)."),
+    max_seconds: float = typer.Option(3.0, help="Time budget per configuration."),
+) -> None:
+    """The main job on a built-in demo model: load or train it, profile it, report what it found."""
+    from pathlib import Path
+
+    from workbench.demo import run_demo
+
+    summary = run_demo(model, Path(out), db=db, max_seconds=max_seconds, console=console)
+    print_frame(summary.table, f"{model}: measured on this machine", PROFILE_COLUMNS)
+    for line in summary.findings:
+        console.print(f"- {line}")
+    console.print(f"results: {summary.out_dir} (profiles.csv, summary.json); "
+                  f"run store: {summary.db_path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS runs (
     sweep_id TEXT,
     config TEXT NOT NULL,
     metrics TEXT NOT NULL,
-    environment TEXT NOT NULL
+    environment TEXT NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model);
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs(sweep_id);
@@ -46,7 +47,8 @@ CREATE INDEX IF NOT EXISTS runs_sweep ON runs(sweep_id);
 
 @dataclass
 class Run:
-    """One stored measurement."""
+    """One stored measurement: scalar ``config`` and ``metrics``, non-scalar ``details``
+    (per-operator tables, raw latency samples)."""
 
     id: int
     created_at: str
@@ -57,6 +59,7 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
     def flat(self) -> dict[str, Any]:
         """One row: identity columns, then config and metrics keys side by side."""
@@ -118,6 +121,7 @@ class RunStore:
         metrics: dict[str, Any],
         environment: dict[str, Any] | None = None,
         sweep_id: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> int:
         """Append one run and commit it at once; returns its id."""
         created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -130,11 +134,12 @@ class RunStore:
             json.dumps(config, default=str),
             json.dumps(metrics, default=str),
             json.dumps(environment or {}, default=str),
+            json.dumps(details or {}, default=str),
         )
         with self._lock, self._conn:
             cur = self._conn.execute(
                 "INSERT INTO runs (created_at, kind, model, fingerprint, sweep_id, config, "
-                "metrics, environment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "metrics, environment, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         return int(cur.lastrowid)
@@ -176,12 +181,11 @@ class RunStore:
     def _select(self, clause: str, args: list[Any]) -> list[Run]:
         sql = (
             "SELECT id, created_at, kind, model, fingerprint, sweep_id, config, metrics, "
-            f"environment FROM runs {clause}"
+            f"environment, details FROM runs {clause}"
         )
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         return [
-            Run(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), json.loads(r[7]),
-                json.loads(r[8]))
+            Run(r[0], r[1], r[2], r[3], r[4], r[5], *(json.loads(x) for x in r[6:10]))
             for r in rows
         ]

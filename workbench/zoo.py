@@ -142,6 +142,9 @@ def load_minilm(seq_len: int = MINILM_SEQ_LEN) -> ModelHandle:
         from transformers import AutoModel, AutoTokenizer
     except ImportError as exc:
         raise MissingExtraError("minilm", "transformers", "the minilm demo model") from exc
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     path = get_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     encoder = AutoModel.from_pretrained(path, attn_implementation="eager").eval()

@@ -1,0 +1,74 @@
+"""``workbench demo``: the main job end to end on a built-in demo model.
+
+Today: load (training on first use) -> profile PyTorch eager and ONNX Runtime at batch 1 and 32
+-> report the fastest configuration against the PyTorch batch-1 baseline, and write the results.
+Each later capability (compression, batching, cost, export) adds its step here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench.models import load_model
+from workbench.profiling import sweep
+from workbench.store import RunStore
+
+DEMO_BATCH_SIZES = (1, 32)
+
+
+@dataclass
+class DemoSummary:
+    table: pd.DataFrame
+    findings: list[str]
+    out_dir: Path
+    db_path: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_demo(model: str = "digits-cnn", out_dir: Path = Path("workbench-demo"),
+             db: str | None = None, max_seconds: float = 3.0, console: Any = None) -> DemoSummary:
+    """Run the demo; ``console`` (rich) gets progress lines when given."""
+    say = console.print if console is not None else (lambda *a, **k: None)
+    say(f"loading {model} (trained on first use, then cached) ...")
+    handle = load_model(model)
+    findings = []
+    if "accuracy_test" in handle.metadata:
+        findings.append(
+            f"{model}: held-out accuracy {handle.metadata['accuracy_test']:.1%} on "
+            f"{handle.metadata['test_examples']} test images (measured)"
+        )
+    with RunStore(db) as store:
+        result = sweep(handle, batch_sizes=DEMO_BATCH_SIZES, backends=("torch", "onnxruntime"),
+                       store=store, max_seconds=max_seconds, iterations=500)
+        db_path = store.path
+    table = result.to_frame()
+    base = table[(table.backend == "torch") & (table.batch_size == 1)].iloc[0]
+    best = table.loc[table.throughput_items_per_s.idxmax()]
+    findings.append(
+        f"fastest: {best.backend} at batch {best.batch_size}: "
+        f"{best.throughput_items_per_s:,.0f} items/s, "
+        f"{best.throughput_items_per_s / base.throughput_items_per_s:.1f}x PyTorch eager batch 1 "
+        f"({base.throughput_items_per_s:,.0f} items/s)"
+    )
+    b1 = table[table.batch_size == 1].set_index("backend")
+    findings.append(
+        f"batch 1 p99 latency: ONNX Runtime {b1.loc['onnxruntime', 'latency_ms_p99']:.3f} ms, "
+        f"PyTorch eager {b1.loc['torch', 'latency_ms_p99']:.3f} ms"
+    )
+    top = result.profiles[[p.backend for p in result.profiles].index("onnxruntime")]
+    if top.operators:
+        op = top.operators[0]
+        findings.append(f"slowest ONNX Runtime operator at batch 1: {op.op} "
+                        f"({op.share:.0%} of operator time)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_dir / "profiles.csv", index=False)
+    (out_dir / "summary.json").write_text(json.dumps(
+        {"model": model, "metadata": {k: v for k, v in handle.metadata.items()},
+         "findings": findings, "profiles": table.to_dict(orient="records"),
+         "run_store": db_path}, indent=2, default=str))
+    return DemoSummary(table, findings, out_dir, db_path)
