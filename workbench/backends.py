@@ -72,8 +72,13 @@ class Runner:
         return [x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x) for x in items]
 
 
-def make_runner(handle: ModelHandle, backend: str = "onnxruntime", device: str = "cpu",
-                threads: int | None = None, profiling_dir: str | None = None) -> Runner:
+def make_runner(
+    handle: ModelHandle,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    threads: int | None = None,
+    profiling_dir: str | None = None,
+) -> Runner:
     """Build a runner; ``profiling_dir`` turns on ONNX Runtime's per-operator profiling."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -85,8 +90,9 @@ def make_runner(handle: ModelHandle, backend: str = "onnxruntime", device: str =
     return _torch_runner(handle, device, threads)
 
 
-def _ort_runner(handle: ModelHandle, device: str, threads: int,
-                profiling_dir: str | None) -> Runner:
+def _ort_runner(
+    handle: ModelHandle, device: str, threads: int, profiling_dir: str | None
+) -> Runner:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

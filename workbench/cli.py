@@ -37,10 +37,18 @@ def _root(
 
 #: Short table headers for long field names (the field names stay the API).
 HEADERS = {
-    "run_id": "run", "created_at": "created (UTC)", "batch_size": "batch",
-    "latency_ms_p50": "p50 ms", "latency_ms_p90": "p90 ms", "latency_ms_p95": "p95 ms",
-    "latency_ms_p99": "p99 ms", "latency_ms_max": "max ms", "throughput_items_per_s": "items/s",
-    "memory_peak_mb": "peak MB", "flops_per_item": "FLOPs/item", "calls_per_run": "calls/run",
+    "run_id": "run",
+    "created_at": "created (UTC)",
+    "batch_size": "batch",
+    "latency_ms_p50": "p50 ms",
+    "latency_ms_p90": "p90 ms",
+    "latency_ms_p95": "p95 ms",
+    "latency_ms_p99": "p99 ms",
+    "latency_ms_max": "max ms",
+    "throughput_items_per_s": "items/s",
+    "memory_peak_mb": "peak MB",
+    "flops_per_item": "FLOPs/item",
+    "calls_per_run": "calls/run",
     "time_ms_per_run": "ms/run",
 }
 
@@ -50,8 +58,11 @@ def print_frame(frame, title: str, columns: list[str] | None = None) -> None:
     table = Table(title=title)
     cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
     for col in cols:
-        table.add_column(HEADERS.get(str(col), str(col)), no_wrap=True,
-                         justify="right" if frame[col].dtype.kind in "if" else "left")
+        table.add_column(
+            HEADERS.get(str(col), str(col)),
+            no_wrap=True,
+            justify="right" if frame[col].dtype.kind in "if" else "left",
+        )
     for _, row in frame[cols].iterrows():
         table.add_row(*[_fmt(row[c]) for c in cols])
     console.print(table)
@@ -73,7 +84,9 @@ def runs(
     kind: str | None = typer.Option(None, help="Only runs of this kind (profile, ...)."),
     sweep: str | None = typer.Option(None, help="Only runs of this sweep id."),
     limit: int = typer.Option(20, help="Show at most this many (newest first)."),
-    db: str | None = typer.Option(None, help="Run store path (default: WORKBENCH_DB or user data dir)."),
+    db: str | None = typer.Option(
+        None, help="Run store path (default: WORKBENCH_DB or user data dir)."
+    ),
 ) -> None:
     """List stored runs, newest first."""
     from workbench.store import RunStore
@@ -83,14 +96,36 @@ def runs(
         if frame.empty:
             console.print(f"no runs stored in {store.path}")
             return
-        cols = ["run_id", "created_at", "kind", "model", "backend", "device", "batch_size",
-                "threads", "latency_ms_p50", "latency_ms_p99", "throughput_items_per_s"]
+        cols = [
+            "run_id",
+            "created_at",
+            "kind",
+            "model",
+            "backend",
+            "device",
+            "batch_size",
+            "threads",
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "throughput_items_per_s",
+        ]
         print_frame(frame, f"runs in {store.path}", cols)
 
 
-PROFILE_COLUMNS = ["run_id", "backend", "device", "batch_size", "threads", "latency_ms_p50",
-                   "latency_ms_p95", "latency_ms_p99", "latency_ms_max", "throughput_items_per_s",
-                   "memory_peak_mb", "flops_per_item"]
+PROFILE_COLUMNS = [
+    "run_id",
+    "backend",
+    "device",
+    "batch_size",
+    "threads",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "latency_ms_p99",
+    "latency_ms_max",
+    "throughput_items_per_s",
+    "memory_peak_mb",
+    "flops_per_item",
+]
 
 
 def parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]] | None:
@@ -112,18 +147,34 @@ def parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]] |
 
 @app.command()
 def profile(
-    model: str = typer.Argument(..., help="Demo model (digits-cnn, digits-mlp, minilm) or a .onnx path."),
-    backend: list[str] = typer.Option(["onnxruntime"], "--backend", "-b", help="onnxruntime or torch; repeat to compare."),
-    batch_size: list[int] = typer.Option([1], "--batch-size", "-n", help="Batch size; repeat to sweep."),
-    threads: list[int] | None = typer.Option(None, "--threads", "-t", help="Intra-op threads; repeat to sweep (default: all cores)."),
+    model: str = typer.Argument(
+        ..., help="Demo model (digits-cnn, digits-mlp, minilm) or a .onnx path."
+    ),
+    backend: list[str] = typer.Option(
+        ["onnxruntime"], "--backend", "-b", help="onnxruntime or torch; repeat to compare."
+    ),
+    batch_size: list[int] = typer.Option(
+        [1], "--batch-size", "-n", help="Batch size; repeat to sweep."
+    ),
+    threads: list[int] | None = typer.Option(
+        None, "--threads", "-t", help="Intra-op threads; repeat to sweep (default: all cores)."
+    ),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     iterations: int = typer.Option(200, help="Timed runs per configuration (at most)."),
     max_seconds: float = typer.Option(10.0, help="Time budget per configuration."),
     warmup: int = typer.Option(10, help="Untimed runs first."),
-    input_shape: list[str] | None = typer.Option(None, "--input-shape", help="NAME=1x3x224x224 for dynamic ONNX inputs."),
-    ops: bool = typer.Option(False, "--ops", help="Print the per-operator table of the first configuration."),
-    db: str | None = typer.Option(None, help="Run store path (default: WORKBENCH_DB or user data dir)."),
-    sweep_id: str | None = typer.Option(None, help="Resume (or name) a sweep: stored configurations are skipped."),
+    input_shape: list[str] | None = typer.Option(
+        None, "--input-shape", help="NAME=1x3x224x224 for dynamic ONNX inputs."
+    ),
+    ops: bool = typer.Option(
+        False, "--ops", help="Print the per-operator table of the first configuration."
+    ),
+    db: str | None = typer.Option(
+        None, help="Run store path (default: WORKBENCH_DB or user data dir)."
+    ),
+    sweep_id: str | None = typer.Option(
+        None, help="Resume (or name) a sweep: stored configurations are skipped."
+    ),
 ) -> None:
     """Measure latency percentiles, throughput, memory, FLOPs and per-operator time."""
     from workbench.models import load_model
@@ -131,9 +182,19 @@ def profile(
 
     shapes = parse_input_shapes(input_shape)
     handle = load_model(model, input_shapes=_name_shapes(model, shapes))
-    result = sweep(handle, batch_sizes=batch_size, backends=backend, threads=threads or [None],
-                   store=db, sweep_id=sweep_id, device=device, iterations=iterations,
-                   max_seconds=max_seconds, warmup=warmup, operators=True)
+    result = sweep(
+        handle,
+        batch_sizes=batch_size,
+        backends=backend,
+        threads=threads or [None],
+        store=db,
+        sweep_id=sweep_id,
+        device=device,
+        iterations=iterations,
+        max_seconds=max_seconds,
+        warmup=warmup,
+        operators=True,
+    )
     _report_sweep(handle.name, result, ops)
 
 
@@ -154,15 +215,21 @@ def _report_sweep(name: str, result, ops: bool) -> None:
     if not frame.empty:
         print_frame(frame, f"{name}: latency (ms, measured), throughput (items/s)", PROFILE_COLUMNS)
     if result.resumed_run_ids:
-        console.print(f"resumed sweep {result.sweep_id}: {len(result.resumed_run_ids)} "
-                      "configurations were already stored")
+        console.print(
+            f"resumed sweep {result.sweep_id}: {len(result.resumed_run_ids)} "
+            "configurations were already stored"
+        )
     if ops and result.profiles:
         first = result.profiles[0]
-        print_frame(first.operators_frame().head(15),
-                    f"per-operator time, {first.backend} batch {first.batch_size}")
+        print_frame(
+            first.operators_frame().head(15),
+            f"per-operator time, {first.backend} batch {first.batch_size}",
+        )
     if result.interrupted:
-        console.print(f"[yellow]stopped[/]: {len(result.profiles)} finished configurations kept; "
-                      f"resume with --sweep-id {result.sweep_id}")
+        console.print(
+            f"[yellow]stopped[/]: {len(result.profiles)} finished configurations kept; "
+            f"resume with --sweep-id {result.sweep_id}"
+        )
         raise typer.Exit(130)
 
 
@@ -170,7 +237,9 @@ def _report_sweep(name: str, result, ops: bool) -> None:
 def demo(
     model: str = typer.Option("digits-cnn", help="Demo model to run the main job on."),
     out: str = typer.Option("workbench-demo", help="Folder for the results (CSV, JSON)."),
-    db: str | None = typer.Option(None, help="Run store path (default: WORKBENCH_DB or user data dir)."),
+    db: str | None = typer.Option(
+        None, help="Run store path (default: WORKBENCH_DB or user data dir)."
+    ),
     max_seconds: float = typer.Option(3.0, help="Time budget per configuration."),
 ) -> None:
     """The main job on a built-in demo model: load or train it, profile it, report what it found."""
@@ -182,8 +251,9 @@ def demo(
     print_frame(summary.table, f"{model}: measured on this machine", PROFILE_COLUMNS)
     for line in summary.findings:
         console.print(f"- {line}")
-    console.print(f"results: {summary.out_dir} (profiles.csv, summary.json); "
-                  f"run store: {summary.db_path}")
+    console.print(
+        f"results: {summary.out_dir} (profiles.csv, summary.json); run store: {summary.db_path}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from workbench.paths import datasets_dir
 
 @dataclass(frozen=True)
 class DigitsSplit:
-    """scikit-learn's 8x8 digits, pixels scaled to [0, 1], as float32 rows of 64 and int64 labels."""
+    """scikit-learn's 8x8 digits, pixels scaled to [0, 1]: float32 rows of 64, int64 labels."""
 
     X_train: np.ndarray
     y_train: np.ndarray
@@ -35,14 +35,17 @@ class DigitsSplit:
 
 
 @lru_cache(maxsize=4)
-def digits_split(seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.2) -> DigitsSplit:
+def digits_split(
+    seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.2
+) -> DigitsSplit:
     """Stratified, seeded split of ``sklearn.datasets.load_digits`` (1,797 images)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     if not 0 < test_fraction < 1 or not 0 < val_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ConfigError(
-            f"val_fraction={val_fraction} and test_fraction={test_fraction} must each lie in (0, 1) "
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must each lie in "
+            "(0, 1) "
             "and sum to less than 1"
         )
     digits = load_digits()
@@ -52,7 +55,10 @@ def digits_split(seed: int = 0, val_fraction: float = 0.15, test_fraction: float
         X, y, test_size=test_fraction, random_state=seed, stratify=y
     )
     X_train, X_val, y_train, y_val = train_test_split(
-        X_rest, y_rest, test_size=val_fraction / (1 - test_fraction), random_state=seed,
+        X_rest,
+        y_rest,
+        test_size=val_fraction / (1 - test_fraction),
+        random_state=seed,
         stratify=y_rest,
     )
     return DigitsSplit(X_train, y_train, X_val, y_val, X_test, y_test)

@@ -30,8 +30,13 @@ class DemoSummary:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_demo(model: str = "digits-cnn", out_dir: Path = Path("workbench-demo"),
-             db: str | None = None, max_seconds: float = 3.0, console: Any = None) -> DemoSummary:
+def run_demo(
+    model: str = "digits-cnn",
+    out_dir: Path = Path("workbench-demo"),
+    db: str | None = None,
+    max_seconds: float = 3.0,
+    console: Any = None,
+) -> DemoSummary:
     """Run the demo; ``console`` (rich) gets progress lines when given."""
     say = console.print if console is not None else (lambda *a, **k: None)
     say(f"loading {model} (trained on first use, then cached) ...")
@@ -43,8 +48,14 @@ def run_demo(model: str = "digits-cnn", out_dir: Path = Path("workbench-demo"),
             f"{handle.metadata['test_examples']} test images (measured)"
         )
     with RunStore(db) as store:
-        result = sweep(handle, batch_sizes=DEMO_BATCH_SIZES, backends=("torch", "onnxruntime"),
-                       store=store, max_seconds=max_seconds, iterations=500)
+        result = sweep(
+            handle,
+            batch_sizes=DEMO_BATCH_SIZES,
+            backends=("torch", "onnxruntime"),
+            store=store,
+            max_seconds=max_seconds,
+            iterations=500,
+        )
         db_path = store.path
     table = result.to_frame()
     base = table[(table.backend == "torch") & (table.batch_size == 1)].iloc[0]
@@ -63,12 +74,22 @@ def run_demo(model: str = "digits-cnn", out_dir: Path = Path("workbench-demo"),
     top = result.profiles[[p.backend for p in result.profiles].index("onnxruntime")]
     if top.operators:
         op = top.operators[0]
-        findings.append(f"slowest ONNX Runtime operator at batch 1: {op.op} "
-                        f"({op.share:.0%} of operator time)")
+        findings.append(
+            f"slowest ONNX Runtime operator at batch 1: {op.op} ({op.share:.0%} of operator time)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "profiles.csv", index=False)
-    (out_dir / "summary.json").write_text(json.dumps(
-        {"model": model, "metadata": {k: v for k, v in handle.metadata.items()},
-         "findings": findings, "profiles": table.to_dict(orient="records"),
-         "run_store": db_path}, indent=2, default=str))
+    (out_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "model": model,
+                "metadata": {k: v for k, v in handle.metadata.items()},
+                "findings": findings,
+                "profiles": table.to_dict(orient="records"),
+                "run_store": db_path,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return DemoSummary(table, findings, out_dir, db_path)

@@ -9,8 +9,15 @@ from typing import Any
 
 from workbench.backends import cuda_available, logical_cores
 
-_LIBRARIES = ("inference-workbench", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch",
-              "transformers")
+_LIBRARIES = (
+    "inference-workbench",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "torch",
+    "transformers",
+)
 
 
 def cpu_model() -> str:

@@ -140,8 +140,9 @@ def load_model(
     )
 
 
-def from_torch(module: Any, example_input: Any, name: str | None = None,
-               metadata: dict[str, Any] | None = None) -> ModelHandle:
+def from_torch(
+    module: Any, example_input: Any, name: str | None = None, metadata: dict[str, Any] | None = None
+) -> ModelHandle:
     """Wrap a torch module; ``example_input`` fixes input names, shapes and dtypes."""
     import torch
 
@@ -300,9 +301,14 @@ def export_onnx(handle: ModelHandle, path: Path, opset: int = 17) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, args, str(tmp), input_names=[s.name for s in handle.inputs],
-            output_names=[s.name for s in handle.outputs], dynamic_axes=dynamic,
-            opset_version=opset, dynamo=False,
+            module,
+            args,
+            str(tmp),
+            input_names=[s.name for s in handle.inputs],
+            output_names=[s.name for s in handle.outputs],
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
         )
     check_export(handle, tmp)
     tmp.replace(path)
@@ -345,8 +351,18 @@ def torch_fingerprint(module: Any) -> str:
     return digest.hexdigest()
 
 
-_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64",
-                9: "bool", 10: "float16", 11: "float64", 16: "bfloat16"}
+_ONNX_DTYPES = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    16: "bfloat16",
+}
 
 
 def _spec(value: Any) -> TensorSpec:

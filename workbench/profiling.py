@@ -113,7 +113,9 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         """Scalar fields only (one row of a table)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._NON_SCALAR}
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._NON_SCALAR
+        }
 
     def to_frame(self) -> pd.DataFrame:
         """This profile as a one-row DataFrame."""
@@ -249,8 +251,9 @@ def _count_flops(handle: ModelHandle, cfg: ProfileConfig, feed: dict[str, np.nda
         return None
 
 
-def _operator_table(handle: ModelHandle, cfg: ProfileConfig,
-                    feed: dict[str, np.ndarray]) -> list[OperatorTime]:
+def _operator_table(
+    handle: ModelHandle, cfg: ProfileConfig, feed: dict[str, np.ndarray]
+) -> list[OperatorTime]:
     n = cfg.operator_iterations
     totals: dict[str, list[float]] = {}
     if cfg.backend == "onnxruntime":
@@ -261,8 +264,13 @@ def _operator_table(handle: ModelHandle, cfg: ProfileConfig,
             for _ in range(n):
                 runner.run(prepared)
             trace = json.loads(Path(runner.session.end_profiling()).read_text())
-        node_events = [e for e in trace if e.get("cat") == "Node" and "op_name" in e.get("args", {})
-                       and e.get("name", "").endswith("_kernel_time")]
+        node_events = [
+            e
+            for e in trace
+            if e.get("cat") == "Node"
+            and "op_name" in e.get("args", {})
+            and e.get("name", "").endswith("_kernel_time")
+        ]
         runs = n + 1
         for event in node_events:
             entry = totals.setdefault(event["args"]["op_name"], [0.0, 0.0])
@@ -287,7 +295,9 @@ def _operator_table(handle: ModelHandle, cfg: ProfileConfig,
             runner.close()
         runs = n
         for avg in prof.key_averages():
-            self_us = avg.self_device_time_total if cfg.device == "cuda" else avg.self_cpu_time_total
+            self_us = (
+                avg.self_device_time_total if cfg.device == "cuda" else avg.self_cpu_time_total
+            )
             if self_us <= 0:
                 continue
             entry = totals.setdefault(avg.key, [0.0, 0.0])
@@ -295,8 +305,9 @@ def _operator_table(handle: ModelHandle, cfg: ProfileConfig,
             entry[1] += self_us / 1e3
         del torch
     grand = sum(v[1] for v in totals.values()) or 1.0
-    table = [OperatorTime(op, calls / runs, ms / runs, ms / grand)
-             for op, (calls, ms) in totals.items()]
+    table = [
+        OperatorTime(op, calls / runs, ms / runs, ms / grand) for op, (calls, ms) in totals.items()
+    ]
     return sorted(table, key=lambda o: o.time_ms_per_run, reverse=True)
 
 
@@ -398,8 +409,12 @@ def sweep(
 
     handle = load_model(model)
     base = ProfileConfig(**settings)
-    combos = [replace(base, backend=b, threads=t, batch_size=n)
-              for b in backends for t in threads for n in batch_sizes]
+    combos = [
+        replace(base, backend=b, threads=t, batch_size=n)
+        for b in backends
+        for t in threads
+        for n in batch_sizes
+    ]
     combos = [c.validated() for c in combos]
     sweep_id = sweep_id or uuid.uuid4().hex[:12]
     result = SweepResult(sweep_id, [])

@@ -149,7 +149,8 @@ class RunStore:
         runs = self._select("WHERE id = ?", [int(run_id)])
         if not runs:
             raise StoreError(
-                f"no run with id {run_id} in {self.path}; list the stored runs with `workbench runs`"
+                f"no run with id {run_id} in {self.path}; list the stored runs with "
+                "`workbench runs`"
             )
         return runs[0]
 
@@ -186,6 +187,5 @@ class RunStore:
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         return [
-            Run(r[0], r[1], r[2], r[3], r[4], r[5], *(json.loads(x) for x in r[6:10]))
-            for r in rows
+            Run(r[0], r[1], r[2], r[3], r[4], r[5], *(json.loads(x) for x in r[6:10])) for r in rows
         ]

@@ -33,8 +33,9 @@ DIGITS_VERSION = 1
 MINILM_SEQ_LEN = 128
 
 
-def load_demo(name: str, input_shapes: Mapping[str, Sequence[int]] | None = None,
-              seed: int = 0) -> ModelHandle:
+def load_demo(
+    name: str, input_shapes: Mapping[str, Sequence[int]] | None = None, seed: int = 0
+) -> ModelHandle:
     """Load (training or reading the cache as needed) the demo model ``name``."""
     if name == "minilm":
         seq_len = MINILM_SEQ_LEN
@@ -56,9 +57,15 @@ def build_digits_module(name: str) -> nn.Module:
     """The untrained torch architecture of a digits demo model."""
     if name == "digits-cnn":
         return nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 4 * 4, 64),
+            nn.ReLU(),
+            nn.Linear(64, 10),
         )
     if name == "digits-mlp":
         return nn.Sequential(
@@ -124,8 +131,9 @@ def load_digits_model(name: str, seed: int = 0) -> ModelHandle:
     module.eval()
     split = digits_split(seed)
     example = digits_inputs(name, split.X_test)
-    handle = from_torch(module, {"input": example[:1]}, name=name,
-                        metadata={**metrics, "task": "classification"})
+    handle = from_torch(
+        module, {"input": example[:1]}, name=name, metadata={**metrics, "task": "classification"}
+    )
     handle.make_inputs = lambda b: {"input": np.resize(example, (b, *example.shape[1:]))}
     return handle
 
@@ -153,13 +161,17 @@ def load_minilm(seq_len: int = MINILM_SEQ_LEN) -> ModelHandle:
 
     def make_inputs(batch_size: int) -> dict[str, np.ndarray]:
         batch = [sentences[i % len(sentences)] for i in range(batch_size)]
-        enc = tokenizer(batch, padding="max_length", truncation=True, max_length=seq_len,
-                        return_tensors="np")
-        return {"input_ids": enc["input_ids"].astype(np.int64),
-                "attention_mask": enc["attention_mask"].astype(np.int64)}
+        enc = tokenizer(
+            batch, padding="max_length", truncation=True, max_length=seq_len, return_tensors="np"
+        )
+        return {
+            "input_ids": enc["input_ids"].astype(np.int64),
+            "attention_mask": enc["attention_mask"].astype(np.int64),
+        }
 
-    handle = from_torch(module, make_inputs(1), name="minilm",
-                        metadata={"task": "embedding", "seq_len": seq_len})
+    handle = from_torch(
+        module, make_inputs(1), name="minilm", metadata={"task": "embedding", "seq_len": seq_len}
+    )
     handle.make_inputs = make_inputs
     handle.inputs = [type(s)(s.name, (None, None), s.dtype) for s in handle.inputs]
     handle.assets["tokenizer"] = tokenizer
