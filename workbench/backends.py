@@ -53,6 +53,19 @@ def cuda_available() -> bool:
         return False
 
 
+def check_backend(backend: str, device: str) -> None:
+    """Validate a backend and device name, and that this machine has the device."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
+    if device == "cuda" and not cuda_available():
+        raise BackendUnavailableError(
+            "no CUDA GPU is visible on this machine: use --device cpu, or a machine with an "
+            "NVIDIA GPU and CUDA builds of torch / onnxruntime-gpu"
+        )
+
+
 @dataclass
 class Runner:
     """One model on one backend, device and thread count."""
@@ -80,10 +93,7 @@ def make_runner(
     profiling_dir: str | None = None,
 ) -> Runner:
     """Build a runner; ``profiling_dir`` turns on ONNX Runtime's per-operator profiling."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    if device not in DEVICES:
-        raise ConfigError(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
+    check_backend(backend, device)
     threads = check_threads(threads if threads is not None else logical_cores())
     if backend == "onnxruntime":
         return _ort_runner(handle, device, threads, profiling_dir)
@@ -132,11 +142,6 @@ def _torch_runner(handle: ModelHandle, device: str, threads: int) -> Runner:
     if handle.torch_module is None:
         raise BackendUnavailableError(
             f"{handle.name} is an ONNX file: it has no PyTorch form; use --backend onnxruntime"
-        )
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError(
-            "PyTorch sees no CUDA GPU on this machine: use --device cpu, or a machine with an "
-            "NVIDIA GPU and a CUDA build of torch"
         )
     module = handle.torch_module.to(device).eval()
     previous = torch.get_num_threads()

@@ -10,6 +10,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from workbench.errors import ConfigError, WorkbenchError
 
@@ -94,7 +95,7 @@ def runs(
     with RunStore(db) as store:
         frame = store.to_frame(model=model, kind=kind, sweep_id=sweep, limit=limit)
         if frame.empty:
-            console.print(f"no runs stored in {store.path}")
+            console.print(f"no runs stored in {store.path}", markup=False)
             return
         cols = [
             "run_id",
@@ -250,7 +251,7 @@ def demo(
     summary = run_demo(model, Path(out), db=db, max_seconds=max_seconds, console=console)
     print_frame(summary.table, f"{model}: measured on this machine", PROFILE_COLUMNS)
     for line in summary.findings:
-        console.print(f"- {line}")
+        console.print(f"- {line}", markup=False)
     console.print(
         f"results: {summary.out_dir} (profiles.csv, summary.json); run store: {summary.db_path}"
     )
@@ -264,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     except WorkbenchError as exc:
         if "--debug" in args:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # Text, not markup: messages hold brackets such as 'inference-workbench[minilm]'
+        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
         return exc.exit_code
     except typer.Abort:
         err_console.print("aborted")

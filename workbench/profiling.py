@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.backends import check_threads, logical_cores, make_runner
+from workbench.backends import check_backend, check_threads, logical_cores, make_runner
 from workbench.environment import environment
 from workbench.errors import ConfigError
 from workbench.flops import onnx_flops, torch_flops
@@ -60,6 +60,7 @@ class ProfileConfig:
             raise ConfigError(f"warmup={self.warmup!r} must be a whole number >= 0")
         if not self.max_seconds > 0:
             raise ConfigError(f"max_seconds={self.max_seconds!r} must be > 0")
+        check_backend(self.backend, self.device)
         threads = logical_cores() if self.threads is None else check_threads(self.threads)
         return replace(self, threads=threads)
 
