@@ -52,14 +52,23 @@ def main() -> None:
     opts.intra_op_num_threads = args.threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(str(handle.onnx()), sess_options=opts,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(handle.onnx()), sess_options=opts, providers=["CPUExecutionProvider"]
+    )
     bare, prof = [], []
     for _ in range(args.rounds):
         bare.append(bare_p50_ms(session, feed, args.iterations, warmup=10))
-        p = profile(handle, backend="onnxruntime", batch_size=1, threads=args.threads,
-                    iterations=args.iterations, warmup=10, max_seconds=600, operators=False,
-                    store=False)
+        p = profile(
+            handle,
+            backend="onnxruntime",
+            batch_size=1,
+            threads=args.threads,
+            iterations=args.iterations,
+            warmup=10,
+            max_seconds=600,
+            operators=False,
+            store=False,
+        )
         prof.append(p.latency_ms_p50)
     ratios = [p / b for p, b in zip(prof, bare)]
     result = {
@@ -78,15 +87,17 @@ def main() -> None:
         "round_ratios": ratios,
         "round_ratio_min_max": [min(ratios), max(ratios)],
         "method": "measured: wall clock (perf_counter_ns) per call, same process, alternating "
-                  "rounds; ratio of the medians over rounds of each side's p50",
+        "rounds; ratio of the medians over rounds of each side's p50",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'round':>5} {'bare p50 ms':>12} {'profiler p50 ms':>16} {'ratio':>7}")
     for i, (b, p, r) in enumerate(zip(bare, prof, ratios), 1):
         print(f"{i:>5} {b:>12.5f} {p:>16.5f} {r:>7.3f}")
-    print(f"median ratio (profiler / bare): {result['ratio']:.3f}  (target <= 1.05; rounds "
-          f"ranged {min(ratios):.3f}-{max(ratios):.3f})")
+    print(
+        f"median ratio (profiler / bare): {result['ratio']:.3f}  (target <= 1.05; rounds "
+        f"ranged {min(ratios):.3f}-{max(ratios):.3f})"
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -12,34 +12,59 @@ from workbench.store import RunStore
 
 
 def cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True,
-                          text=True, env=env or os.environ, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env or os.environ,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture
 def stored_run(db_path) -> int:
     """One run already in the store: errors afterwards must not lose it."""
     with RunStore(db_path) as store:
-        return store.add("profile", model="earlier", fingerprint="x", config={},
-                         metrics={"latency_ms_p50": 1.0})
+        return store.add(
+            "profile", model="earlier", fingerprint="x", config={}, metrics={"latency_ms_p50": 1.0}
+        )
 
 
 def test_profile_prints_a_table_and_stores_each_configuration(db_path):
-    out = cli("profile", "digits-mlp", "-b", "onnxruntime", "-b", "torch", "-n", "1", "-n", "4",
-              "--iterations", "20", "--ops")
+    out = cli(
+        "profile",
+        "digits-mlp",
+        "-b",
+        "onnxruntime",
+        "-b",
+        "torch",
+        "-n",
+        "1",
+        "-n",
+        "4",
+        "--iterations",
+        "20",
+        "--ops",
+    )
     assert out.returncode == 0, out.stderr
     assert "p99 ms" in out.stdout and "items/s" in out.stdout
     assert "per-operator time" in out.stdout and "Gemm" in out.stdout
     runs = RunStore(db_path).runs(model="digits-mlp")
     assert sorted((r.config["backend"], r.config["batch_size"]) for r in runs) == [
-        ("onnxruntime", 1), ("onnxruntime", 4), ("torch", 1), ("torch", 4)]
+        ("onnxruntime", 1),
+        ("onnxruntime", 4),
+        ("torch", 1),
+        ("torch", 4),
+    ]
     listing = cli("runs", "--model", "digits-mlp")
     assert listing.returncode == 0 and listing.stdout.count("digits-mlp") == 4
 
 
 def test_demo_reports_findings_and_writes_results(tmp_path, db_path):
-    out = cli("demo", "--model", "digits-mlp", "--out", str(tmp_path / "demo"),
-              "--max-seconds", "0.5")
+    out = cli(
+        "demo", "--model", "digits-mlp", "--out", str(tmp_path / "demo"), "--max-seconds", "0.5"
+    )
     assert out.returncode == 0, out.stderr
     assert "held-out accuracy" in out.stdout and "fastest:" in out.stdout
     assert str(tmp_path / "demo") in out.stdout.replace("\n", "")
@@ -58,21 +83,26 @@ def _corrupt_onnx(tmp_path) -> str:
 BAD_INPUTS = {
     "unknown model": (["profile", "resnet-9000"], "unknown model 'resnet-9000'"),
     "corrupt onnx": (["profile", "CORRUPT"], "corrupt or not ONNX"),
-    "shape that does not fit": (["profile", "minilm", "--input-shape", "input_ids=1x2x3"],
-                                "input_ids"),
+    "shape that does not fit": (
+        ["profile", "minilm", "--input-shape", "input_ids=1x2x3"],
+        "input_ids",
+    ),
     "batch size 0": (["profile", "digits-mlp", "-n", "0"], "batch_size=0"),
     "negative batch size": (["profile", "digits-mlp", "-n", "-4"], "batch_size=-4"),
-    "threads beyond the machine": (["profile", "digits-mlp", "-t", str(logical_cores() + 3)],
-                                   f"use 1..{logical_cores()}"),
-    "unreadable shape": (["profile", "digits-mlp", "--input-shape", "x=axb"],
-                         "cannot read input shape"),
+    "threads beyond the machine": (
+        ["profile", "digits-mlp", "-t", str(logical_cores() + 3)],
+        f"use 1..{logical_cores()}",
+    ),
+    "unreadable shape": (
+        ["profile", "digits-mlp", "--input-shape", "x=axb"],
+        "cannot read input shape",
+    ),
     "unknown run store file": (["runs", "--db", "NOTADB"], "cannot open the run store"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_gives_one_clear_line_and_keeps_stored_runs(case, tmp_path, db_path,
-                                                              stored_run):
+def test_bad_input_gives_one_clear_line_and_keeps_stored_runs(case, tmp_path, db_path, stored_run):
     args, expected = BAD_INPUTS[case]
     notadb = tmp_path / "notadb.sqlite"
     notadb.write_bytes(b"not sqlite" * 200)

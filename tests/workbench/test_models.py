@@ -95,8 +95,15 @@ def _dynamic_onnx(tmp_path):
     """A user ONNX file with a dynamic batch and a dynamic sequence dimension."""
     module = nn.Linear(4, 2)
     path = tmp_path / "user.onnx"
-    torch.onnx.export(module, (torch.randn(1, 3, 4),), str(path), input_names=["x"],
-                      output_names=["y"], dynamic_axes={"x": {0: "b", 1: "seq"}}, dynamo=False)
+    torch.onnx.export(
+        module,
+        (torch.randn(1, 3, 4),),
+        str(path),
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "b", 1: "seq"}},
+        dynamo=False,
+    )
     return path
 
 
@@ -116,7 +123,7 @@ def test_onnx_input_shapes_that_do_not_fit(tmp_path):
     path = _dynamic_onnx(tmp_path)
     with pytest.raises(InputShapeError, match="takes \\[\\?, \\?, 4\\]"):
         load_model(path, input_shapes={"x": (1, 9, 5)})
-    with pytest.raises(InputShapeError, match="rank|takes"):
+    with pytest.raises(InputShapeError, match=r"shape \[1, 9\] does not fit input 'x'"):
         load_model(path, input_shapes={"x": (1, 9)})
     with pytest.raises(InputShapeError, match="no input named 'z'"):
         load_model(path, input_shapes={"z": (1, 9, 4)})
@@ -124,8 +131,9 @@ def test_onnx_input_shapes_that_do_not_fit(tmp_path):
 
 def test_fixed_batch_onnx_refuses_other_batch_sizes(tmp_path):
     path = tmp_path / "fixed.onnx"
-    torch.onnx.export(nn.Linear(4, 2), (torch.randn(1, 4),), str(path), input_names=["x"],
-                      dynamo=False)
+    torch.onnx.export(
+        nn.Linear(4, 2), (torch.randn(1, 4),), str(path), input_names=["x"], dynamo=False
+    )
     handle = load_model(path)
     assert handle.example_inputs(1)["x"].shape == (1, 4)
     with pytest.raises(InputShapeError, match="fixed batch dimension 1"):

@@ -65,8 +65,15 @@ def test_onnx_and_torch_flop_counts_agree_in_profiles():
 
 
 def test_time_budget_stops_early_but_keeps_the_minimum():
-    p = profile("digits-mlp", iterations=10**7, max_seconds=0.2, min_iterations=5, warmup=0,
-                operators=False, store=False)
+    p = profile(
+        "digits-mlp",
+        iterations=10**7,
+        max_seconds=0.2,
+        min_iterations=5,
+        warmup=0,
+        operators=False,
+        store=False,
+    )
     assert 5 <= p.iterations < 10**7
 
 
@@ -105,17 +112,23 @@ def test_cuda_without_gpu_is_a_clear_error():
 
 
 def test_sweep_stores_each_configuration_and_resumes(db_path):
-    result = sweep("digits-mlp", batch_sizes=[1, 2], backends=["onnxruntime", "torch"],
-                   progress=False, **FAST)
+    result = sweep(
+        "digits-mlp", batch_sizes=[1, 2], backends=["onnxruntime", "torch"], progress=False, **FAST
+    )
     assert len(result.profiles) == 4 and not result.interrupted
     assert len(result.to_frame()) == 4
     store = RunStore(db_path)
     assert len(store.runs(sweep_id=result.sweep_id)) == 4
-    again = sweep("digits-mlp", batch_sizes=[1, 2, 4], backends=["onnxruntime", "torch"],
-                  sweep_id=result.sweep_id, progress=False, **FAST)
+    again = sweep(
+        "digits-mlp",
+        batch_sizes=[1, 2, 4],
+        backends=["onnxruntime", "torch"],
+        sweep_id=result.sweep_id,
+        progress=False,
+        **FAST,
+    )
     assert len(again.resumed_run_ids) == 4
-    assert [(p.backend, p.batch_size) for p in again.profiles] == [("onnxruntime", 4),
-                                                                    ("torch", 4)]
+    assert [(p.backend, p.batch_size) for p in again.profiles] == [("onnxruntime", 4), ("torch", 4)]
     assert len(store.runs(sweep_id=result.sweep_id)) == 6
 
 
@@ -147,8 +160,15 @@ SWEEP_SCRIPT = textwrap.dedent(
 
 
 def test_sigkill_mid_sweep_keeps_finished_rows(db_path):
-    load = subprocess.run([sys.executable, "-c", "from workbench.models import load_model; "
-                           "load_model('digits-mlp').onnx()"], check=True, env=os.environ)
+    load = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from workbench.models import load_model; load_model('digits-mlp').onnx()",
+        ],
+        check=True,
+        env=os.environ,
+    )
     assert load.returncode == 0
     proc = subprocess.Popen([sys.executable, "-c", SWEEP_SCRIPT], env=os.environ)
     try:
@@ -171,6 +191,13 @@ def test_sigkill_mid_sweep_keeps_finished_rows(db_path):
         sizes = sorted(r.config["batch_size"] for r in rows)
         assert sizes == list(range(1, len(rows) + 1))  # every finished configuration, in order
         assert all(r.metrics["latency_ms_p50"] > 0 for r in rows)
-    resumed = sweep("digits-mlp", batch_sizes=[1, 2, 3], sweep_id="killme", progress=False,
-                    iterations=5, warmup=0, operators=False)
+    resumed = sweep(
+        "digits-mlp",
+        batch_sizes=[1, 2, 3],
+        sweep_id="killme",
+        progress=False,
+        iterations=5,
+        warmup=0,
+        operators=False,
+    )
     assert len(resumed.resumed_run_ids) == 3 and resumed.profiles == []

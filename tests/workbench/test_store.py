@@ -33,8 +33,13 @@ def test_wal_mode_and_filters_to_frame(tmp_path):
     path = tmp_path / "runs.sqlite"
     store = RunStore(path)
     for i, model in enumerate(["a", "b", "a"]):
-        store.add("profile", model=model, fingerprint="x", config={"batch_size": i},
-                  metrics={"throughput_items_per_s": float(i)})
+        store.add(
+            "profile",
+            model=model,
+            fingerprint="x",
+            config={"batch_size": i},
+            metrics={"throughput_items_per_s": float(i)},
+        )
     store.add("other", model="a", fingerprint="x", config={}, metrics={})
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
@@ -46,7 +51,10 @@ def test_wal_mode_and_filters_to_frame(tmp_path):
 
 
 def test_unknown_run_id_names_the_fix(tmp_path):
-    with RunStore(tmp_path / "r.sqlite") as store, pytest.raises(StoreError, match="workbench runs"):
+    with (
+        RunStore(tmp_path / "r.sqlite") as store,
+        pytest.raises(StoreError, match="workbench runs"),
+    ):
         store.get(42)
 
 
