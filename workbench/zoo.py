@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from workbench.data import digits_split, sentence_split
 from workbench.errors import ConfigError, MissingExtraError
@@ -89,7 +90,7 @@ def train_digits(name: str, seed: int = 0, epochs: int = 40) -> tuple[nn.Module,
     opt = torch.optim.Adam(module.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(seed)
     module.train()
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc=f"training {name}", unit="epoch", leave=False):
         for idx in torch.randperm(len(X), generator=gen).split(64):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(module(X[idx]), y[idx]).backward()

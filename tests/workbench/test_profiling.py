@@ -201,3 +201,20 @@ def test_sigkill_mid_sweep_keeps_finished_rows(db_path):
         operators=False,
     )
     assert len(resumed.resumed_run_ids) == 3 and resumed.profiles == []
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_cuda_profile_where_a_gpu_is_present(backend):
+    import onnxruntime as ort
+
+    from workbench.backends import cuda_available
+
+    if not cuda_available():
+        pytest.skip("no CUDA GPU on this machine")
+    if backend == "onnxruntime" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is not installed (the 'gpu' extra)")
+    p = profile("digits-cnn", backend=backend, device="cuda", batch_size=8, store=False, **FAST)
+    assert p.device == "cuda" and p.memory_method == "cuda-max-allocated"
+    assert p.latency_ms_p50 <= p.latency_ms_p99 <= p.latency_ms_max
+    assert p.operators
