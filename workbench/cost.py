@@ -1,8 +1,11 @@
 """Lifecycle cost: training against inference in money, energy and carbon over a model's life.
 
-Pure functions over dataclasses: inputs in, numbers out, no I/O. A scenario is one
-:class:`TrainingInputs`, one :class:`InferenceInputs` and one :class:`GridInputs` (the site both
-run at); :func:`compute_cost` turns it into a :class:`CostReport` at daily resolution.
+Pure functions over dataclasses: inputs in, numbers out, no I/O. A :class:`Scenario` is one
+:class:`InferenceInputs`, one :class:`GridInputs` (the site inference runs at), optionally one
+:class:`TrainingInputs` and a second :class:`GridInputs` for training elsewhere;
+:func:`compute_cost` turns it into a :class:`CostReport` at daily resolution.
+:func:`compare`, :func:`compare_scenarios` and :func:`sensitivity` build on it. Reading files and
+the run store lives in :mod:`workbench.scenarios`; charts in :mod:`workbench.cost_charts`.
 
 The model
 ---------
