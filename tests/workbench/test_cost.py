@@ -511,3 +511,16 @@ def test_tornado_chart_orders_inputs_by_swing(tmp_path):
         tornado_chart(frame[["input"]])
     with pytest.raises(ConfigError, match=r"\.html, \.svg"):
         save_chart(chart, tmp_path / "tornado.gif")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import workbench.cost
+    import workbench.cost_charts
+    import workbench.scenarios
+
+    for module in (workbench.cost, workbench.cost_charts, workbench.scenarios):
+        result = doctest.testmod(module)
+        assert result.attempted > 0
+        assert result.failed == 0, module.__name__
