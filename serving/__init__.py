@@ -1,1 +1,1 @@
-"""The bundle runtime. Depends only on numpy, onnxruntime and its server stack, never on workbench."""
+"""The bundle runtime: numpy, onnxruntime and its server stack only, never workbench."""
