@@ -345,6 +345,10 @@ class Meter:
         finally:
             handle.reading = self.end_window(name)
 
+    def components(self) -> list[str]:
+        """The components this meter reports, where known before a window ends."""
+        return []
+
     def close(self) -> None:
         """Release hardware handles and threads; the meter is not used afterwards."""
 
@@ -401,6 +405,9 @@ class CompositeMeter(Meter):
             raise errors[0]
         return combine(readings, duration_s, self.name)
 
+    def components(self) -> list[str]:
+        return [c for meter in self.meters for c in meter.components()]
+
     def close(self) -> None:
         for meter in self.meters:
             meter.close()
@@ -426,12 +433,19 @@ class FallbackMeter(Meter):
         self.fallback = fallback
         self.name = primary.name
 
+    def components(self) -> list[str]:
+        return self.primary.components()
+
     def _failed(self, name: str, stage: str, exc: BaseException) -> str:
         message = (
             f"the {self.primary.name} energy meter failed {stage} window {name!r} "
             f"({type(exc).__name__}: {exc}); this window's energy is the {self.fallback.name} "
             "meter's instead"
         )
+        covered = set(self.fallback.components())
+        lost = [c for c in self.primary.components() if c.startswith("gpu") and c not in covered]
+        if lost:
+            message += f", which does not include {', '.join(lost)}"
         warnings.warn(message, EnergyFallbackWarning, stacklevel=4)
         return message
 

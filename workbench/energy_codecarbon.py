@@ -142,6 +142,9 @@ class CodeCarbonMeter(Meter):
             kwargs["output_methods"] = [OutputMethod.CSV] if self.output_dir is not None else []
         return kwargs
 
+    def components(self) -> list[str]:
+        return ["cpu", "ram"]  # and "gpu" where CodeCarbon finds one
+
     def _begin(self, name: str) -> Any:
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
         tracker = self._codecarbon.OfflineEmissionsTracker(**self._tracker_kwargs())

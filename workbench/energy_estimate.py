@@ -171,6 +171,9 @@ class EstimateMeter(Meter):
         self.ram_w_per_gb = float(ram_w_per_gb)
         self._process = psutil.Process(pid)
 
+    def components(self) -> list[str]:
+        return ["cpu", "ram"]
+
     def _begin(self, name: str) -> tuple[float, int]:
         return _tree_cpu_s_and_rss(self._process)
 

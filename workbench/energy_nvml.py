@@ -206,6 +206,9 @@ class NvmlMeter(Meter):
         sampled = {i: handles[i] for i in self._sampled_gpus}
         self._integrator = _PowerIntegrator(self._nvml, sampled, sample_interval_s)
 
+    def components(self) -> list[str]:
+        return [f"gpu:{i}" for i in self.gpu_indices]
+
     def _read_energy_j(self) -> dict[int, float]:
         read = self._nvml.nvmlDeviceGetTotalEnergyConsumption
         return {i: read(self._handles[i]) / 1000.0 for i in self.counter_gpus}

@@ -151,6 +151,9 @@ class RaplMeter(Meter):
     def _read_counters(self) -> dict[str, int]:
         return {z.component: self._read_int(z.energy_path) for z in self.zones}
 
+    def components(self) -> list[str]:
+        return [z.component for z in self.zones]
+
     def _begin(self, name: str) -> dict[str, int]:
         return self._read_counters()
 

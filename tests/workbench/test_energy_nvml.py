@@ -190,6 +190,7 @@ def test_gpu_lost_mid_window_is_an_error_and_a_fallback(counter_gpus) -> None:
     fake.lost.add(0)
     with pytest.warns(EnergyFallbackWarning, match="nvml energy meter failed during window 'w'"):
         reading = guarded.end_window("w")
+    assert reading.warnings[-1].endswith("which does not include gpu:0")
     assert reading.method == "estimated"
     assert "gpu:0" not in reading.energy_j_by_component
 
