@@ -47,3 +47,8 @@ class StoreError(WorkbenchError):
 
 class BackendUnavailableError(WorkbenchError):
     """A backend or device that this machine does not have (e.g. CUDA without a GPU)."""
+
+
+class EnergyError(WorkbenchError):
+    """An energy meter misused or failing: a window ended twice or never begun, an unknown GPU
+    index, an unreadable RAPL counter."""
