@@ -51,6 +51,10 @@ HEADERS = {
     "flops_per_item": "FLOPs/item",
     "calls_per_run": "calls/run",
     "time_ms_per_run": "ms/run",
+    "energy_j_per_item": "J/item",
+    "power_w_avg": "W avg",
+    "co2e_g_per_1m": "gCO2e/1M",
+    "energy_method": "energy",
 }
 
 
@@ -113,6 +117,7 @@ def runs(
         print_frame(frame, f"runs in {store.path}", cols)
 
 
+ENERGY_COLUMNS = ["energy_j_per_item", "power_w_avg", "co2e_g_per_1m", "energy_method"]
 PROFILE_COLUMNS = [
     "run_id",
     "backend",
@@ -176,8 +181,17 @@ def profile(
     sweep_id: str | None = typer.Option(
         None, help="Resume (or name) a sweep: stored configurations are skipped."
     ),
+    energy: bool = typer.Option(
+        False, "--energy", help="Also measure J/inference, W and gCO2e (method shown)."
+    ),
+    region: str | None = typer.Option(
+        None, help="Grid region for carbon (ISO code, e.g. FRA, USA; default: world average)."
+    ),
+    tdp_w: float | None = typer.Option(
+        None, help="CPU TDP in W for the estimate where no energy counter exists."
+    ),
 ) -> None:
-    """Measure latency percentiles, throughput, memory, FLOPs and per-operator time."""
+    """Measure latency percentiles, throughput, memory, FLOPs, per-operator time and energy."""
     from workbench.models import load_model
     from workbench.profiling import sweep
 
@@ -195,6 +209,9 @@ def profile(
         max_seconds=max_seconds,
         warmup=warmup,
         operators=True,
+        energy=energy,
+        carbon_region=region,
+        tdp_w=tdp_w,
     )
     _report_sweep(handle.name, result, ops)
 
@@ -215,6 +232,14 @@ def _report_sweep(name: str, result, ops: bool) -> None:
     frame = result.to_frame()
     if not frame.empty:
         print_frame(frame, f"{name}: latency (ms, measured), throughput (items/s)", PROFILE_COLUMNS)
+        if "energy_method" in frame.columns:
+            print_frame(
+                frame,
+                f"{name}: energy per inference (see the method column)",
+                ["run_id", "backend", "batch_size", *ENERGY_COLUMNS, "energy_meter"],
+            )
+            for note in sorted({w for w in frame.get("energy_warnings", []) if w}):
+                console.print(f"[yellow]energy warning[/]: {note}", highlight=False)
     if result.resumed_run_ids:
         console.print(
             f"resumed sweep {result.sweep_id}: {len(result.resumed_run_ids)} "
@@ -250,6 +275,11 @@ def demo(
 
     summary = run_demo(model, Path(out), db=db, max_seconds=max_seconds, console=console)
     print_frame(summary.table, f"{model}: measured on this machine", PROFILE_COLUMNS)
+    print_frame(
+        summary.table,
+        f"{model}: energy per inference (see the method column)",
+        ["run_id", "backend", "batch_size", *ENERGY_COLUMNS],
+    )
     for line in summary.findings:
         console.print(f"- {line}", markup=False)
     console.print(

@@ -1,7 +1,9 @@
 """``workbench demo``: the main job end to end on a built-in demo model.
 
-Today: load (training on first use) -> profile PyTorch eager and ONNX Runtime at batch 1 and 32
--> report the fastest configuration against the PyTorch batch-1 baseline, and write the results.
+Today: load (training on first use) -> profile PyTorch eager and ONNX Runtime at batch 1 and 32,
+with energy per inference (measured where the machine has counters, else estimated, and labelled)
+-> report the fastest and the most frugal configuration against the PyTorch batch-1 baseline, and
+write the results.
 Each later capability (compression, batching, cost, export) adds its step here.
 """
 
@@ -55,6 +57,9 @@ def run_demo(
             store=store,
             max_seconds=max_seconds,
             iterations=500,
+            energy=True,
+            energy_min_seconds=min(1.0, max_seconds),
+            idle_seconds=0.5,
         )
         db_path = store.path
     table = result.to_frame()
@@ -65,6 +70,14 @@ def run_demo(
         f"{best.throughput_items_per_s:,.0f} items/s, "
         f"{best.throughput_items_per_s / base.throughput_items_per_s:.1f}x PyTorch eager batch 1 "
         f"({base.throughput_items_per_s:,.0f} items/s)"
+    )
+    frugal = table.loc[table.energy_j_per_item.idxmin()]
+    findings.append(
+        f"least energy: {frugal.backend} at batch {frugal.batch_size}: "
+        f"{frugal.energy_j_per_item:.3g} J/inference ({frugal.energy_method}), "
+        f"{base.energy_j_per_item / frugal.energy_j_per_item:.1f}x fewer joules than PyTorch "
+        f"eager batch 1; {frugal.co2e_g_per_1m:.3g} gCO2e per 1M inferences at "
+        f"{frugal.carbon_g_per_kwh:.0f} g/kWh"
     )
     b1 = table[table.batch_size == 1].set_index("backend")
     findings.append(

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.backends import check_backend, check_threads, logical_cores, make_runner
+from workbench.energy import EnergyFigures, Meter, per_inference
 from workbench.environment import environment
 from workbench.errors import ConfigError
 from workbench.flops import onnx_flops, torch_flops
@@ -33,6 +34,8 @@ from workbench.models import ModelHandle, load_model
 from workbench.store import RunStore
 
 PERCENTILES = (50, 90, 95, 99)
+#: Raw latency samples kept per stored run (evenly strided beyond this; percentiles use all).
+STORED_SAMPLES = 5000
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class ProfileConfig:
     min_iterations: int = 10
     operators: bool = True
     operator_iterations: int = 20
+    energy: bool = False
+    energy_min_seconds: float = 2.0
+    idle_seconds: float = 1.0
+    carbon_region: str | None = None
+    tdp_w: float | None = None
 
     def validated(self) -> ProfileConfig:
         """A copy with ``threads`` resolved; raises ConfigError naming a bad field."""
@@ -60,6 +68,13 @@ class ProfileConfig:
             raise ConfigError(f"warmup={self.warmup!r} must be a whole number >= 0")
         if not self.max_seconds > 0:
             raise ConfigError(f"max_seconds={self.max_seconds!r} must be > 0")
+        if self.energy and not 0 < self.energy_min_seconds <= self.max_seconds:
+            raise ConfigError(
+                f"energy_min_seconds={self.energy_min_seconds!r} must be > 0 and at most "
+                f"max_seconds={self.max_seconds!r}: an energy window needs time to be read"
+            )
+        if self.energy and not self.idle_seconds >= 0:
+            raise ConfigError(f"idle_seconds={self.idle_seconds!r} must be >= 0 (0 skips it)")
         check_backend(self.backend, self.device)
         threads = logical_cores() if self.threads is None else check_threads(self.threads)
         return replace(self, threads=threads)
@@ -104,19 +119,23 @@ class Profile:
     macs_per_item: float | None
     flops_method: str
     latency_method: str = "measured"
+    energy: EnergyFigures | None = field(default=None, repr=False)
     operators: list[OperatorTime] = field(default_factory=list, repr=False)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     environment: dict[str, Any] = field(default_factory=dict, repr=False)
     run_id: int | None = None
 
-    _NON_SCALAR = ("operators", "latencies_ms", "environment")
+    _NON_SCALAR = ("operators", "latencies_ms", "environment", "energy")
     _CONFIG = ("backend", "device", "batch_size", "threads", "iterations", "warmup")
 
     def to_dict(self) -> dict[str, Any]:
-        """Scalar fields only (one row of a table)."""
-        return {
+        """Scalar fields (one row of a table), with the energy figures flattened in."""
+        row = {
             f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._NON_SCALAR
         }
+        if self.energy is not None:
+            row.update(self.energy.to_dict())
+        return row
 
     def to_frame(self) -> pd.DataFrame:
         """This profile as a one-row DataFrame."""
@@ -140,12 +159,15 @@ def profile(
     *,
     store: RunStore | str | Path | bool | None = None,
     sweep_id: str | None = None,
+    meter: Meter | None = None,
     **settings: Any,
 ) -> Profile:
     """Measure one configuration of ``model`` (anything :func:`load_model` takes).
 
     ``settings`` override fields of ``config`` (``batch_size=8, backend="torch"``, ...).
     ``store``: a RunStore or path; ``None`` uses the default store; ``False`` stores nothing.
+    ``energy=True`` also measures energy over the timed runs (at least ``energy_min_seconds``)
+    with ``meter``, or the best meter this machine has (:func:`workbench.energy.auto_meter`).
     """
     handle = load_model(model)
     try:
@@ -153,7 +175,7 @@ def profile(
     except TypeError as exc:
         valid = ", ".join(f.name for f in fields(ProfileConfig))
         raise ConfigError(f"{exc}; valid settings are: {valid}") from exc
-    result = _measure(handle, cfg)
+    result = _measure(handle, cfg, _EnergySession.start(cfg, meter))
     if store is not False:
         with _open_store(store) as db:
             result.run_id = save_profile(db, result, sweep_id=sweep_id)
@@ -172,12 +194,43 @@ def save_profile(store: RunStore, result: Profile, sweep_id: str | None = None) 
         sweep_id=sweep_id,
         details={
             "operators": [asdict(o) for o in result.operators],
-            "latencies_ms": result.latencies_ms,
+            "latencies_ms": result.latencies_ms[:: -(-len(result.latencies_ms) // STORED_SAMPLES)],
+            "latency_samples_total": len(result.latencies_ms),
         },
     )
 
 
-def _measure(handle: ModelHandle, cfg: ProfileConfig) -> Profile:
+class _EnergySession:
+    """One meter and its idle baseline, shared by every configuration of a profile or sweep."""
+
+    def __init__(self, meter: Meter, idle_seconds: float) -> None:
+        self.meter = meter
+        self.idle_seconds = idle_seconds
+        self._idle_w: float | None = None
+
+    @classmethod
+    def start(cls, cfg: ProfileConfig, meter: Meter | None) -> _EnergySession | None:
+        if not cfg.energy:
+            return None
+        from workbench.energy import EstimateMeter, FallbackMeter, auto_meter
+
+        if meter is None:
+            meter = auto_meter(gpu_indices=[0] if cfg.device == "cuda" else None, tdp_w=cfg.tdp_w)
+        elif not isinstance(meter, (FallbackMeter, EstimateMeter)):
+            meter = FallbackMeter(meter, EstimateMeter(cfg.tdp_w))  # never lose the latencies
+        return cls(meter, cfg.idle_seconds)
+
+    def idle_w(self) -> float:
+        from workbench.energy import idle_baseline
+
+        if self._idle_w is None:
+            self._idle_w = idle_baseline(self.meter, self.idle_seconds) if self.idle_seconds else 0
+        return self._idle_w
+
+
+def _measure(
+    handle: ModelHandle, cfg: ProfileConfig, energy: _EnergySession | None = None
+) -> Profile:
     feed = handle.example_inputs(cfg.batch_size)
     memory = _MemoryWatch(cfg.device)
     runner = make_runner(handle, cfg.backend, cfg.device, cfg.threads)
@@ -186,7 +239,21 @@ def _measure(handle: ModelHandle, cfg: ProfileConfig) -> Profile:
         run = runner.run
         for _ in range(cfg.warmup):
             run(prepared)
-        samples = _timed_loop(run, prepared, cfg)
+        if energy is None:
+            samples = _timed_loop(run, prepared, cfg)
+            figures = None
+        else:
+            idle_w = energy.idle_w()
+            window = f"profile-{uuid.uuid4().hex[:8]}"
+            energy.meter.begin_window(window)
+            samples = _timed_loop(run, prepared, cfg, min_seconds=cfg.energy_min_seconds)
+            reading = energy.meter.end_window(window)
+            figures = per_inference(
+                reading,
+                cfg.batch_size * len(samples),
+                idle_power_w=idle_w,
+                region=cfg.carbon_region,
+            )
         peak_mb, memory_method = memory.peak_mb()
     finally:
         runner.close()
@@ -219,18 +286,24 @@ def _measure(handle: ModelHandle, cfg: ProfileConfig) -> Profile:
         flops_per_item=None if flop is None else flop.flops_per_item,
         macs_per_item=None if flop is None else flop.macs / flop.batch_size,
         flops_method="unavailable" if flop is None else flop.method,
+        energy=figures,
         operators=ops,
         latencies_ms=[round(float(x), 6) for x in lat],
         environment=environment(),
     )
 
 
-def _timed_loop(run: Any, prepared: Any, cfg: ProfileConfig) -> list[int]:
-    """The hot loop: one clock read either side of each call and nothing else."""
+def _timed_loop(run: Any, prepared: Any, cfg: ProfileConfig, min_seconds: float = 0.0) -> list[int]:
+    """The hot loop: one clock read either side of each call and nothing else.
+
+    Runs ``cfg.iterations`` calls (stopping early at ``max_seconds`` once ``min_iterations`` are
+    done), then keeps going until ``min_seconds`` have passed (an energy window needs length).
+    """
     clock = time.perf_counter_ns
     samples: list[int] = []
     append = samples.append
-    deadline = clock() + int(cfg.max_seconds * 1e9)
+    start = clock()
+    deadline = start + int(cfg.max_seconds * 1e9)
     floor = cfg.min_iterations
     for i in range(cfg.iterations):
         t0 = clock()
@@ -238,7 +311,14 @@ def _timed_loop(run: Any, prepared: Any, cfg: ProfileConfig) -> list[int]:
         t1 = clock()
         append(t1 - t0)
         if t1 > deadline and i + 1 >= floor:
-            break
+            return samples
+    until = start + int(min_seconds * 1e9)
+    t1 = clock()
+    while t1 < until:
+        t0 = clock()
+        run(prepared)
+        t1 = clock()
+        append(t1 - t0)
     return samples
 
 
@@ -399,6 +479,7 @@ def sweep(
     store: RunStore | str | Path | bool | None = None,
     sweep_id: str | None = None,
     progress: bool = True,
+    meter: Meter | None = None,
     **settings: Any,
 ) -> SweepResult:
     """Profile every combination of backend x threads x batch size, storing each as it finishes.
@@ -419,6 +500,7 @@ def sweep(
     combos = [c.validated() for c in combos]
     sweep_id = sweep_id or uuid.uuid4().hex[:12]
     result = SweepResult(sweep_id, [])
+    energy = _EnergySession.start(base, meter)
     with _open_store(store if store is not False else ":memory:") as db:
         done = {}
         for run in db.runs(sweep_id=sweep_id, kind="profile"):
@@ -432,7 +514,7 @@ def sweep(
                     result.resumed_run_ids.append(done[key])
                     continue
                 bar.set_postfix_str(f"{cfg.backend} b={cfg.batch_size} t={cfg.threads}")
-                measured = _measure(handle, cfg)
+                measured = _measure(handle, cfg, energy)
                 if store is not False:
                     measured.run_id = save_profile(db, measured, sweep_id=sweep_id)
                 result.profiles.append(measured)
