@@ -138,11 +138,11 @@ def test_sweep_interrupted_keeps_finished_configurations(db_path, monkeypatch):
     real = profiling._measure
     calls = {"n": 0}
 
-    def stop_on_third(handle, cfg):
+    def stop_on_third(handle, cfg, energy=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real(handle, cfg)
+        return real(handle, cfg, energy)
 
     monkeypatch.setattr(profiling, "_measure", stop_on_third)
     result = sweep("digits-mlp", batch_sizes=[1, 2, 3, 4], progress=False, **FAST)
