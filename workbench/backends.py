@@ -3,7 +3,8 @@
 ``make_runner(handle, backend, device, threads)`` returns a :class:`Runner` whose ``prepare(feed)``
 turns numpy inputs into the backend's own (tensors on the device, for torch) and whose
 ``run(prepared)`` executes one forward pass and returns when its results are ready (CUDA work is
-synchronised), so the profiler can time ``run`` alone.
+synchronised), so the profiler can time ``run`` alone. ``run`` is the bare backend call; wrap
+loops of it in :func:`input_errors` to turn a rejected input into a clear error.
 
 Backends: ``"onnxruntime"`` (CPUExecutionProvider, CUDAExecutionProvider) and ``"torch"`` (eager,
 CPU and CUDA).
@@ -12,13 +13,20 @@ CPU and CUDA).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from workbench.errors import BackendUnavailableError, ConfigError, InputShapeError
+from workbench.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    InputShapeError,
+    WorkbenchError,
+)
 from workbench.models import ModelHandle
 
 BACKENDS = ("onnxruntime", "torch")
@@ -76,11 +84,13 @@ class Runner:
     prepare: Callable[[dict[str, np.ndarray]], Any]
     run: Callable[[Any], Any]
     close: Callable[[], None]
+    handle: ModelHandle
     session: Any = None
 
     def __call__(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run once on numpy inputs and return numpy outputs (for checks, not timing)."""
-        out = self.run(self.prepare(feed))
+        with input_errors(self.handle):
+            out = self.run(self.prepare(feed))
         items = out if isinstance(out, (list, tuple)) else [out]
         return [x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x) for x in items]
 
@@ -132,8 +142,8 @@ def _ort_runner(
             )
         return {k: np.ascontiguousarray(v) for k, v in feed.items() if k in expected}
 
-    run = _shape_errors(handle, lambda prepared: sess.run(None, prepared))
-    return Runner("onnxruntime", device, threads, prepare, run, lambda: None, session=sess)
+    run = partial(sess.run, None)
+    return Runner("onnxruntime", device, threads, prepare, run, lambda: None, handle, sess)
 
 
 def _torch_runner(handle: ModelHandle, device: str, threads: int) -> Runner:
@@ -162,23 +172,23 @@ def _torch_runner(handle: ModelHandle, device: str, threads: int) -> Runner:
         if device == "cuda":
             handle.torch_module.to("cpu")
 
-    return Runner("torch", device, threads, prepare, _shape_errors(handle, forward), close)
+    return Runner("torch", device, threads, prepare, forward, close, handle)
 
 
-def _shape_errors(handle: ModelHandle, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Turn a backend's shape/type failure into one InputShapeError naming the inputs."""
+@contextmanager
+def input_errors(handle: ModelHandle) -> Iterator[None]:
+    """Turn a backend's shape/type failure into one InputShapeError naming the model's inputs.
 
-    def run(prepared: Any) -> Any:
-        try:
-            return fn(prepared)
-        except InputShapeError:
-            raise
-        except Exception as exc:  # ONNX Runtime's errors derive from Exception alone
-            specs = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in handle.inputs)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise InputShapeError(
-                f"{handle.name} rejected the input ({first[:300]}); it takes {specs} "
-                "(None = any size): give an input shape that fits"
-            ) from exc
-
-    return run
+    Wraps whole loops rather than each call, so the timed path stays a bare backend call.
+    """
+    try:
+        yield
+    except WorkbenchError:
+        raise
+    except Exception as exc:  # ONNX Runtime's errors derive from Exception alone
+        specs = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in handle.inputs)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputShapeError(
+            f"{handle.name} rejected the input ({first[:300]}); it takes {specs} "
+            "(None = any size): give an input shape that fits"
+        ) from exc

@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.backends import check_backend, check_threads, logical_cores, make_runner
+from workbench.backends import (
+    check_backend,
+    check_threads,
+    input_errors,
+    logical_cores,
+    make_runner,
+)
 from workbench.energy import EnergyFigures, Meter, per_inference
 from workbench.environment import environment
 from workbench.errors import ConfigError
@@ -237,26 +243,24 @@ def _measure(
     try:
         prepared = runner.prepare(feed)
         run = runner.run
-        for _ in range(cfg.warmup):
-            run(prepared)
-        if energy is None:
-            samples = _timed_loop(run, prepared, cfg)
-            figures = None
-        else:
-            idle_w = energy.idle_w()
-            window = f"profile-{uuid.uuid4().hex[:8]}"
-            energy.meter.begin_window(window)
-            samples = _timed_loop(run, prepared, cfg, min_seconds=cfg.energy_min_seconds)
-            reading = energy.meter.end_window(window)
-            figures = per_inference(
-                reading,
-                cfg.batch_size * len(samples),
-                idle_power_w=idle_w,
-                region=cfg.carbon_region,
-            )
+        with input_errors(handle):
+            for _ in range(cfg.warmup):
+                run(prepared)
+            if energy is None:
+                samples = _timed_loop(run, prepared, cfg)
+            else:
+                idle_w = energy.idle_w()
+                window = f"profile-{uuid.uuid4().hex[:8]}"
+                energy.meter.begin_window(window)
+                samples = _timed_loop(run, prepared, cfg, min_seconds=cfg.energy_min_seconds)
+                reading = energy.meter.end_window(window)
         peak_mb, memory_method = memory.peak_mb()
     finally:
         runner.close()
+    figures = None
+    if energy is not None:
+        items = cfg.batch_size * len(samples)
+        figures = per_inference(reading, items, idle_power_w=idle_w, region=cfg.carbon_region)
     lat = np.asarray(samples, dtype=np.float64) / 1e6
     pct = np.percentile(lat, PERCENTILES)
     flop = _count_flops(handle, cfg, feed)
@@ -341,9 +345,10 @@ def _operator_table(
         with tempfile.TemporaryDirectory() as tmp:
             runner = make_runner(handle, cfg.backend, cfg.device, cfg.threads, profiling_dir=tmp)
             prepared = runner.prepare(feed)
-            runner.run(prepared)  # the first call allocates; keep it out of the table
-            for _ in range(n):
-                runner.run(prepared)
+            with input_errors(handle):
+                runner.run(prepared)  # the first call allocates; keep it out of the table
+                for _ in range(n):
+                    runner.run(prepared)
             trace = json.loads(Path(runner.session.end_profiling()).read_text())
         node_events = [
             e
@@ -365,11 +370,11 @@ def _operator_table(
         runner = make_runner(handle, cfg.backend, cfg.device, cfg.threads)
         try:
             prepared = runner.prepare(feed)
-            runner.run(prepared)
+            runner(feed)  # first call, with input errors translated
             activities = [ProfilerActivity.CPU]
             if cfg.device == "cuda":
                 activities.append(ProfilerActivity.CUDA)
-            with torch_profile(activities=activities) as prof:
+            with torch_profile(activities=activities) as prof, input_errors(handle):
                 for _ in range(n):
                     runner.run(prepared)
         finally:

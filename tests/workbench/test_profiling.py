@@ -302,3 +302,25 @@ def test_cli_energy_table_says_estimated(db_path):
     assert "estimated" in out.stdout
     (run,) = RunStore(db_path).runs()
     assert run.metrics["energy_method"] == "estimated"
+
+
+def test_input_the_backend_rejects_is_one_clear_error(tmp_path):
+    import torch
+    from torch import nn
+
+    from workbench.errors import InputShapeError
+    from workbench.models import load_model
+
+    path = tmp_path / "linear.onnx"
+    torch.onnx.export(
+        nn.Linear(4, 2),
+        (torch.randn(1, 4),),
+        str(path),
+        input_names=["x"],
+        dynamic_axes={"x": {0: "b", 1: "features"}},
+        dynamo=False,
+    )
+    handle = load_model(path, input_shapes={"x": (1, 5)})  # the graph allows it, the weights not
+    for backend_run in (dict(operators=False), dict(operators=True, warmup=0)):
+        with pytest.raises(InputShapeError, match=r"linear rejected the input .* x\[None, None\]"):
+            profile(handle, store=False, **backend_run)
