@@ -55,6 +55,14 @@ HEADERS = {
     "power_w_avg": "W avg",
     "co2e_g_per_1m": "gCO2e/1M",
     "energy_method": "energy",
+    "share_of_max_throughput": "share of max",
+    "is_knee": "knee",
+    "max_batch_size": "max batch",
+    "max_queue_delay_ms": "max delay ms",
+    "mean_batch_size": "mean batch",
+    "utilisation": "util",
+    "usd_per_million": "$/1M",
+    "kwh_per_million": "kWh/1M",
 }
 
 
@@ -376,6 +384,91 @@ def cost(
         for suffix in (".html", ".svg"):
             cost_charts.save_chart(chart, out_dir / f"{name}{suffix}")
     console.print(f"wrote scenarios.csv, monthly.csv, sensitivity.csv and charts to {out_dir}")
+
+
+@app.command()
+def batching(
+    model: str = typer.Argument(..., help="Demo model or .onnx path (ignored with --sweep-id)."),
+    rate: float = typer.Option(200.0, help="Offered load, requests/s (Poisson)."),
+    duration_s: float = typer.Option(30.0, "--duration-s", help="Simulated seconds of traffic."),
+    trace: str | None = typer.Option(None, help="CSV of arrival timestamps instead of Poisson."),
+    max_batch: int = typer.Option(8, "--max-batch", help="Most rows in one batch."),
+    max_delay_ms: float = typer.Option(0.0, "--max-delay-ms", help="Longest wait to fill one."),
+    instances: int = typer.Option(1, help="Model instances serving the queue."),
+    queue_limit: int | None = typer.Option(None, help="Requests allowed to wait; more drop."),
+    slo_p99_ms: float | None = typer.Option(
+        None, "--slo-p99-ms", help="Also find the cheapest hardware meeting this p99 at --rate."
+    ),
+    batch_size: list[int] = typer.Option(
+        [1, 2, 4, 8, 16, 32], "--batch-size", "-n", help="Batch sizes to measure; repeat."
+    ),
+    threads: int | None = typer.Option(None, help="Intra-op threads (default: all cores)."),
+    max_seconds: float = typer.Option(1.0, help="Time budget per batch size."),
+    sweep_id: str | None = typer.Option(None, help="Use this stored sweep; measure nothing."),
+    hardware: str | None = typer.Option(None, help="Hardware table CSV (default: shipped)."),
+    seed: int = typer.Option(0, help="Seed of the generated trace."),
+    db: str | None = typer.Option(None, help="Run store (default: WORKBENCH_DB or user data)."),
+) -> None:
+    """Batch sweep (knee marked), then predict latency and throughput under load by simulation."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from workbench.batching import batch_sweep, sweep_from_store
+    from workbench.simulator import ServerConfig, simulate
+    from workbench.traces import poisson_trace, read_trace_csv
+
+    config = ServerConfig(max_batch, max_delay_ms, queue_limit, instances)  # fails before measuring
+    arrivals = read_trace_csv(trace) if trace else poisson_trace(rate, duration_s, seed=seed)
+    if sweep_id is not None:
+        result = sweep_from_store(db, sweep_id)
+    else:
+        result = batch_sweep(
+            model, batch_sizes=batch_size, threads=threads, store=db, max_seconds=max_seconds
+        )
+    print_frame(
+        result.to_frame(),
+        f"{result.model}: batch sweep {result.sweep_id} (measured; knee = {result.knee_rule})",
+        ["batch_size", "threads", "latency_ms_p50", "latency_ms_p99", "throughput_items_per_s",
+         "share_of_max_throughput", "is_knee"],
+    )  # fmt: skip
+    rows = [
+        simulate(arrivals, result.curve, cfg).to_frame()
+        for cfg in (replace(config, max_batch_size=1), config)
+    ]
+    print_frame(
+        pd.concat(rows, ignore_index=True),
+        f"predicted for {arrivals.n_requests} requests ({arrivals.source}); estimated",
+        ["max_batch_size", "max_queue_delay_ms", "instances", "latency_ms_p50", "latency_ms_p99",
+         "throughput_items_per_s", "utilisation", "mean_batch_size", "dropped"],
+    )  # fmt: skip
+    if slo_p99_ms is None:
+        return
+    from workbench.sizing import load_hardware, right_size
+
+    sized = right_size(
+        result.curve, rate, slo_p99_ms, hardware=load_hardware(hardware), server=config, seed=seed
+    )
+    frame = sized.to_frame()
+    print_frame(
+        frame[frame["feasible"]].head(8),
+        f"cheapest hardware for {rate:g} req/s at p99 <= {slo_p99_ms:g} ms (estimated)",
+        ["hardware", "threads", "instances", "machines", "usd_per_million", "kwh_per_million",
+         "latency_ms_p99", "utilisation", "binding"],
+    )  # fmt: skip
+    for name, reason in frame[~frame["feasible"]].groupby("hardware")["reason"].first().items():
+        if not reason.startswith("not simulated"):
+            console.print(f"- {name}: {reason}", markup=False)
+    if sized.best is None:
+        console.print("no configuration meets the target; see the reasons above", markup=False)
+    else:
+        b = sized.best
+        console.print(
+            f"best: {b.machines} x {b.hardware}, {b.instances} instance(s) x {b.threads} "
+            f"thread(s): ${b.usd_per_million:.4g} and {b.kwh_per_million:.4g} kWh per 1M "
+            f"inferences; binding constraint: {sized.binding}",
+            markup=False,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
