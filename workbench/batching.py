@@ -41,11 +41,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.cost import METHODS
 from workbench.errors import ConfigError
 from workbench.store import RunStore
 
 KNEE_FRACTION = 0.9
-METHODS = ("measured", "estimated", "typed in")
 
 
 @dataclass(frozen=True)

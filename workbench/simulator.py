@@ -56,11 +56,9 @@ import numpy as np
 import pandas as pd
 
 from workbench.batching import BatchLatencyCurve
-from workbench.cost import weakest_method
+from workbench.cost import METHODS, weakest_method
 from workbench.errors import ConfigError
 from workbench.traces import ArrivalTrace
-
-METHODS = ("measured", "estimated", "typed in")
 
 
 def _whole(name: str, value: Any, low: int, fix: str) -> None:

@@ -50,6 +50,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.batching import BatchLatencyCurve
+from workbench.cost import METHODS
 from workbench.errors import ConfigError
 from workbench.simulator import PowerModel, ServerConfig, simulate
 from workbench.traces import poisson_trace
@@ -159,7 +160,7 @@ def _entry(label: str, line: int, row: dict[str, str | None]) -> HardwareEntry:
     if peak < idle:  # type: ignore[operator]
         raise ConfigError(f"{where}: max_w={peak} is below idle_w={idle}")
     method = (row.get("power_method") or "estimated").strip()
-    if method not in ("measured", "estimated", "typed in"):
+    if method not in METHODS:
         raise ConfigError(
             f"{where}: power_method={method!r} must be measured, estimated or typed in"
         )
