@@ -49,16 +49,23 @@ def digits():
     return split, small, large, probs, cost
 
 
-@pytest.mark.slow  # trains both demo models on a fresh cache (5-50 s)
-def test_sweep_spans_small_alone_to_large_alone(digits):
-    split, small, large, probs, cost = digits
-    sweep = cascade_sweep(
+@pytest.fixture(scope="module")
+def digits_sweep(digits):
+    """The default threshold sweep with measured per-item costs."""
+    split, _, _, probs, cost = digits
+    return cascade_sweep(
         probs["digits-mlp"],
         probs["digits-cnn"],
         split.y_test,
         small_usd_per_million=cost["digits-mlp"],
         large_usd_per_million=cost["digits-cnn"],
     )
+
+
+@pytest.mark.slow  # trains both demo models on a fresh cache (5-50 s)
+def test_sweep_spans_small_alone_to_large_alone(digits, digits_sweep):
+    _, small, large, _, cost = digits
+    sweep = digits_sweep
     frame = sweep.to_frame()
     first, last = frame.iloc[0], frame.iloc[-1]
     # the models' own held-out accuracy, computed when they were trained
@@ -94,15 +101,9 @@ def test_one_threshold_by_brute_force(digits):
 
 
 @pytest.mark.slow  # trains both demo models on a fresh cache (5-50 s)
-def test_pick_threshold_for_a_quality_target(digits):
-    split, _, large, probs, cost = digits
-    sweep = cascade_sweep(
-        probs["digits-mlp"],
-        probs["digits-cnn"],
-        split.y_test,
-        small_usd_per_million=cost["digits-mlp"],
-        large_usd_per_million=cost["digits-cnn"],
-    )
+def test_pick_threshold_for_a_quality_target(digits, digits_sweep):
+    _, _, large, _, cost = digits
+    sweep = digits_sweep
     frame = sweep.to_frame()
     target = large.metadata["accuracy_test"]
     choice = pick_threshold(sweep, min_accuracy=target)
