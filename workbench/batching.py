@@ -275,6 +275,9 @@ class BatchSweep:
 
     ``frame`` holds one row per batch size with the profiler's columns plus
     ``share_of_max_throughput`` and ``is_knee``; every figure in it is measured.
+    ``idle_power_w`` is the median idle baseline of a sweep run with ``energy=True`` (``None``
+    otherwise), labelled like the curve's energy (``curve.energy_method``): the ``idle_w`` of a
+    :class:`workbench.simulator.PowerModel` whose busy energy comes from the curve.
     """
 
     model: str
@@ -283,6 +286,7 @@ class BatchSweep:
     knee_batch_size: int
     curve: BatchLatencyCurve
     knee_rule: str
+    idle_power_w: float | None = None
 
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
@@ -307,7 +311,10 @@ def sweep_from_rows(
     frame["is_knee"] = frame["batch_size"] == knee
     curve = BatchLatencyCurve.from_rows(frame, source=f"sweep {sweep_id}" if sweep_id else "sweep")
     rule = f"smallest batch reaching {knee_fraction:.0%} of the best throughput"
-    return BatchSweep(model, sweep_id, frame, knee, curve, rule)
+    idle = None
+    if curve.energy_j_per_batch is not None and "idle_power_w" in frame:
+        idle = float(frame["idle_power_w"].median())
+    return BatchSweep(model, sweep_id, frame, knee, curve, rule, idle)
 
 
 def batch_sweep(
@@ -324,8 +331,11 @@ def batch_sweep(
 ) -> BatchSweep:
     """Measure each batch size with the profiler (stored like any sweep) and mark the knee.
 
-    ``settings`` go to :func:`workbench.profiling.sweep` (``max_seconds=``, ``iterations=``, ...).
-    Resuming a stored ``sweep_id`` reads the finished sizes back from the store.
+    ``settings`` go to :func:`workbench.profiling.sweep` (``max_seconds=``, ``iterations=``, ...);
+    ``energy=True`` also measures energy per item, which the curve turns into energy per batch
+    (the gross figure: a batch's energy includes the idle draw while it runs, and the simulator
+    adds idle power only in the gaps). Resuming a stored ``sweep_id`` reads the finished sizes
+    back from the store.
     """
     from workbench.profiling import sweep
 

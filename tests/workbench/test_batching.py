@@ -112,3 +112,27 @@ def test_batch_sweep_measures_marks_the_knee_and_resumes_from_the_store(tiny, db
 def test_unknown_sweep_id_is_a_clear_error(db_path):
     with pytest.raises(ConfigError, match="no profile runs with sweep id 'nope'"):
         sweep_from_store(db_path, "nope")
+
+
+def test_energy_sweep_gives_energy_per_batch_for_the_simulator(tiny):
+    from workbench.simulator import PowerModel, ServerConfig, simulate
+    from workbench.traces import poisson_trace
+
+    sweep = batch_sweep(
+        tiny, batch_sizes=[1, 8], threads=1, store=False, progress=False, max_seconds=0.3,
+        energy=True, energy_min_seconds=0.2, idle_seconds=0.1,
+    )  # fmt: skip
+    curve, frame = sweep.curve, sweep.to_frame()
+    assert curve.energy_method in ("measured", "estimated")
+    for b, e in zip(curve.batch_sizes, curve.energy_j_per_batch):
+        per_item = frame.set_index("batch_size").loc[b, "energy_j_per_item"]
+        assert e == pytest.approx(per_item * b)
+    assert sweep.idle_power_w is not None and sweep.idle_power_w >= 0
+    power = PowerModel(idle_w=sweep.idle_power_w, method=curve.energy_method)
+    trace = poisson_trace(1000.0, 2.0, seed=0)
+    result = simulate(trace, curve, ServerConfig(max_batch_size=8), power)
+    f = result.figures
+    idle_s = f.window_s - result.batch_service_s.sum()
+    expected = sum(curve.energy_j(b) for b in result.batch_rows) + sweep.idle_power_w * idle_s
+    assert f.energy_j_per_request * f.served == pytest.approx(expected)
+    assert f.energy_method == curve.energy_method
