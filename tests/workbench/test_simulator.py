@@ -209,3 +209,27 @@ def test_bad_power_and_curve_ranges_are_clear_errors():
         run([0, 1], ServerConfig(max_batch_size=4), rows=[1, 5])
     with pytest.raises(ConfigError, match="energy per batch"):
         run([0, 1], ServerConfig(), power=PowerModel(idle_w=1.0))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import workbench.batching
+    import workbench.caching
+    import workbench.cascade
+    import workbench.simulator
+    import workbench.sizing
+    import workbench.traces
+
+    modules = (
+        workbench.batching,
+        workbench.caching,
+        workbench.cascade,
+        workbench.simulator,
+        workbench.sizing,
+        workbench.traces,
+    )
+    for module in modules:
+        result = doctest.testmod(module)
+        assert result.attempted > 0, module.__name__
+        assert result.failed == 0, module.__name__
