@@ -1,0 +1,128 @@
+"""``python -m serving BUNDLE [BUNDLE ...]``: verify the bundles, then serve them over HTTP.
+
+Binds 127.0.0.1 unless ``--host`` says otherwise; ``--port 0`` picks a free port (the
+``listening`` log line names it). The bearer token comes from ``--token-file`` or the
+``SERVING_TOKEN`` environment variable (``--token`` works too, but shows in the process list).
+A bundle that fails verification is refused before anything listens (exit code 2).
+SIGTERM or Ctrl-C stops accepting connections, finishes accepted requests, then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from serving.app import DEFAULT_MAX_BODY_BYTES, JsonFormatter, ServingApp
+from serving.manifest import BundleError, load_bundle, unpack_archive
+
+log = logging.getLogger("serving")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m serving", description=__doc__.splitlines()[0])
+    p.add_argument("bundles", nargs="+", help="bundle folders or .tar.gz archives")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
+    p.add_argument("--token", default=None, help="bearer token (prefer SERVING_TOKEN)")
+    p.add_argument("--token-file", default=None, help="file holding the bearer token")
+    p.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_BYTES / 2**20)
+    p.add_argument("--grace-s", type=float, default=30.0, help="most time to finish requests")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--access-log", action="store_true", help="log every request (costs CPU)")
+    return p.parse_args(argv)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    for name in ("serving", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def read_token(args: argparse.Namespace) -> str | None:
+    if args.token_file:
+        return Path(args.token_file).read_text(encoding="utf-8").strip() or None
+    return args.token or os.environ.get("SERVING_TOKEN") or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    import uvicorn
+
+    from serving.endpoint import Endpoint
+    from serving.metrics import ServingMetrics
+
+    metrics = ServingMetrics()
+    archives = any(Path(p).is_file() for p in args.bundles)
+    # Archives are unpacked to a temporary folder; plain folders need no writable disk.
+    with tempfile.TemporaryDirectory(prefix="serving-") if archives else _nothing() as unpack_dir:
+        try:
+            endpoints = []
+            for i, path in enumerate(args.bundles):
+                folder = Path(path)
+                if folder.is_file():
+                    folder = unpack_archive(folder, Path(unpack_dir) / str(i))
+                endpoints.append(Endpoint(load_bundle(folder), metrics))
+            app = ServingApp(
+                endpoints,
+                token=read_token(args),
+                max_body_bytes=int(args.max_body_mb * 2**20),
+                metrics=metrics,
+                access_log=args.access_log,
+            )
+        except (BundleError, ValueError, OSError) as exc:
+            log.error("bundle refused", extra={"error": str(exc)})
+            return 2
+        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+        host, port = sock.getsockname()[:2]
+        config = uvicorn.Config(
+            app,
+            loop="auto",
+            http="auto",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            date_header=False,
+            timeout_graceful_shutdown=args.grace_s,
+            backlog=2048,
+        )
+        log.info(
+            "listening",
+            extra={"host": host, "port": port, "models": [e.name for e in endpoints],
+                   "auth": app.auth is not None, "http": _impl("httptools"),
+                   "loop": _impl("uvloop")},
+        )  # fmt: skip
+        uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+def _impl(module: str) -> str:
+    try:
+        __import__(module)
+        return module
+    except ImportError:
+        return "fallback"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
