@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             "listening",
             extra={"host": host, "port": port, "models": [e.name for e in endpoints],
                    "auth": app.auth is not None, "http": _impl("httptools"),
-                   "loop": _impl("uvloop")},
+                   "loop": _impl("uvloop"), "runtime": str(Path(__file__).resolve().parent)},
         )  # fmt: skip
         uvicorn.Server(config).run(sockets=[sock])
     return 0
