@@ -4,15 +4,18 @@ Binds 127.0.0.1 unless ``--host`` says otherwise; ``--port 0`` picks a free port
 ``listening`` log line names it). The bearer token comes from ``--token-file`` or the
 ``SERVING_TOKEN`` environment variable (``--token`` works too, but shows in the process list).
 A bundle that fails verification is refused before anything listens (exit code 2).
-SIGTERM or Ctrl-C stops accepting connections, finishes accepted requests, then exits.
+SIGTERM or Ctrl-C stops accepting connections, finishes accepted requests (up to ``--grace-s``),
+drains the batchers, then exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -34,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--token-file", default=None, help="file holding the bearer token")
     p.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_BYTES / 2**20)
     p.add_argument("--grace-s", type=float, default=30.0, help="most time to finish requests")
+    p.add_argument("--idle-timeout-s", type=float, default=30.0, help="close idle keep-alives")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log every request (costs CPU)")
     return p.parse_args(argv)
@@ -42,12 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    for name in ("serving", "uvicorn", "uvicorn.error"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(level.upper())
-        logger.propagate = False
-    logging.getLogger("uvicorn.access").disabled = True
+    log.handlers[:] = [handler]
+    log.setLevel(level.upper())
+    log.propagate = False
 
 
 def read_token(args: argparse.Namespace) -> str | None:
@@ -56,11 +57,38 @@ def read_token(args: argparse.Namespace) -> str | None:
     return args.token or os.environ.get("SERVING_TOKEN") or None
 
 
+async def serve(app: ServingApp, sock: socket.socket, args: argparse.Namespace) -> None:
+    from serving.http import HttpServer
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def internal_error(request, exc: BaseException) -> None:
+        log.error("internal error", extra={"path": request.path, "error": repr(exc)})
+
+    server = HttpServer(app, idle_timeout_s=args.idle_timeout_s, log=internal_error)
+    await server.start(sock)
+    app.start()
+    host, port = sock.getsockname()[:2]
+    log.info(
+        "listening",
+        extra={"host": host, "port": port, "models": list(app.endpoints),
+               "auth": app.auth is not None, "loop": type(loop).__module__.split(".")[0],
+               "runtime": str(Path(__file__).resolve().parent)},
+    )  # fmt: skip
+    await stop.wait()
+    log.info("stopping", extra={"grace_s": args.grace_s})
+    finished = await server.shutdown(args.grace_s)
+    if not finished:
+        log.warning("grace period over: closed connections with requests in flight")
+    await app.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level)
-    import uvicorn
-
     from serving.endpoint import Endpoint
     from serving.metrics import ServingMetrics
 
@@ -88,40 +116,22 @@ def main(argv: list[str] | None = None) -> int:
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
-        host, port = sock.getsockname()[:2]
-        config = uvicorn.Config(
-            app,
-            loop="auto",
-            http="auto",
-            lifespan="on",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            date_header=False,
-            timeout_graceful_shutdown=args.grace_s,
-            backlog=2048,
-        )
-        log.info(
-            "listening",
-            extra={"host": host, "port": port, "models": [e.name for e in endpoints],
-                   "auth": app.auth is not None, "http": _impl("httptools"),
-                   "loop": _impl("uvloop"), "runtime": str(Path(__file__).resolve().parent)},
-        )  # fmt: skip
-        uvicorn.Server(config).run(sockets=[sock])
+        _run(serve(app, sock, args))
     return 0
+
+
+def _run(coro) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is in the requirements (not on Windows)
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
 
 
 @contextlib.contextmanager
 def _nothing() -> Iterator[None]:
     yield None
-
-
-def _impl(module: str) -> str:
-    try:
-        __import__(module)
-        return module
-    except ImportError:
-        return "fallback"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The HTTP app: Open Inference Protocol V2 routes as a bare ASGI callable, plus ``/metrics``.
+"""The app: Open Inference Protocol V2 routes, ``/metrics``, auth, limits and logs.
 
 Routes (``[/versions/{v}]`` optional wherever a model is named):
 
@@ -13,15 +13,17 @@ GET       ``/metrics``                                 Prometheus text format
 ========  ===========================================  ==========================================
 
 Production behaviour: optional bearer token on every route but the health checks (compared in
-constant time); a request size limit (413); overload answered 503 with Retry-After by the batcher's
-bounded queue; every error a V2 ``{"error": "..."}`` body; graceful shutdown (uvicorn stops
-accepting, finishes accepted requests, then the lifespan shutdown drains the batchers); one JSON
-object per log line.
+constant time); a request size limit (413, enforced by the HTTP layer before the body is read);
+overload answered 503 with Retry-After by the batcher's bounded queue; every error a V2
+``{"error": "..."}`` body; one JSON object per log line.
+
+:class:`ServingApp` is the handler of :class:`serving.http.HttpServer` (``handle(request)``
+returns a response or a coroutine of one) and also an ASGI callable, for hosts such as Ray Serve.
 
 Example
 -------
 >>> app = ServingApp([endpoint], token="s3cret")          # doctest: +SKIP
->>> uvicorn.run(app, host="127.0.0.1", port=8000)          # doctest: +SKIP
+>>> server = HttpServer(app)                               # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
 
 from serving.endpoint import Endpoint
+from serving.http import Request, Response
 from serving.metrics import ServingMetrics
 from serving.protocol import ProtocolError, decode_infer, encode_infer, error_body
 
@@ -47,6 +50,7 @@ EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+BINARY_CONTENT = (b"content-type", b"application/octet-stream")
 log = logging.getLogger("serving")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -54,7 +58,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class ServingApp:
-    """ASGI app serving ``endpoints`` (one per bundle) by model name."""
+    """Serve ``endpoints`` (one per bundle) by model name."""
 
     def __init__(
         self,
@@ -71,30 +75,13 @@ class ServingApp:
             raise ValueError(f"two bundles serve the same model name: {names}")
         self.metrics = metrics or (endpoints[0].metrics if endpoints else ServingMetrics())
         self.auth = None if not token else b"Bearer " + token.encode()
-        self.max_body_bytes = max_body_bytes
+        self._max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.accepted = 0  # infer requests whose handling began
-        self.answered = 0  # ... and whose response was sent
+        self.answered = 0  # ... and whose response is ready
         self._started: asyncio.Task | None = None
 
-    # -- ASGI entry points ---------------------------------------------------------------
-
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self.http(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self.lifespan(receive, send)
-
-    async def lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self.start()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task:
         """Warm the models up in the background: the server is live at once, ready after."""
@@ -125,56 +112,80 @@ class ServingApp:
             )
 
     async def shutdown(self) -> None:
-        """Drain the batchers (uvicorn has already finished the accepted requests)."""
+        """Drain the batchers (call after the HTTP server finished the accepted requests)."""
         if self._started is not None and not self._started.done():
             self._started.cancel()
         for endpoint in self.endpoints.values():
             await endpoint.close()
         log.info("shutdown", extra={"accepted": self.accepted, "answered": self.answered})
 
-    # -- HTTP ------------------------------------------------------------------------------
+    # -- the HTTP server's handler interface -----------------------------------------------
 
-    async def http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if self._started is None:  # a host that sends no lifespan events (some ASGI wrappers)
+    def max_body_bytes(self) -> int:
+        return self._max_body_bytes
+
+    def begin(self, request: Request) -> Endpoint | None:
+        """Headers are in: an infer request announces itself to its model's batcher."""
+        if request.method != "POST" or not request.path.endswith("/infer"):
+            return None
+        parts = request.path.split("/")
+        if len(parts) < 5 or parts[1:3] != ["v2", "models"]:
+            return None
+        endpoint = self.endpoints.get(parts[3])
+        if endpoint is not None:
+            endpoint.arrive()
+        return endpoint
+
+    def abort(self, token: Endpoint) -> None:
+        token.depart()
+
+    def handle(self, request: Request) -> Response | Coroutine[Any, Any, Response]:
+        if self._started is None:  # a host that sent no start-up (e.g. an ASGI wrapper)
             self.start()
-        path, method = scope["path"], scope["method"]
+        try:
+            result = self._route(request)
+        except ProtocolError as exc:
+            result = self._error(exc, request.path)
+        if request.token is not None and isinstance(result, Response):
+            request.token.depart()  # announced, but will never reach the batcher
+        return result
+
+    def _route(self, request: Request) -> Response | Coroutine[Any, Any, Response]:
+        path, method = request.path, request.method
         parts = path.strip("/").split("/")
         if parts[:2] == ["v2", "health"] and len(parts) == 3:
-            return await self._health(parts[2], method, send)
-        if self.auth is not None and not self._authorised(scope["headers"]):
+            return self._health(parts[2])
+        if self.auth is not None and not self._authorised(request.headers):
             message = "missing or wrong bearer token; send 'Authorization: Bearer <token>'"
-            headers = [*JSON_HEADERS, (b"www-authenticate", b"Bearer")]
-            return await _send(send, 401, error_body(message), headers)
-        try:
-            if parts[0] == "metrics" and len(parts) == 1:
-                _allow(method, "GET")
-                return await _send(send, 200, self.metrics.render(),
-                                   [(b"content-type", b"text/plain; version=0.0.4")])  # fmt: skip
-            if parts[0] != "v2":
-                raise ProtocolError(f"no route for {path}; the API lives under /v2", 404)
-            if len(parts) == 1:
-                _allow(method, "GET")
-                body = {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS}
-                return await _send_json(send, 200, body)
-            if parts[1] != "models" or len(parts) < 3:
-                raise ProtocolError(f"no route for {path}", 404)
-            endpoint, action = self._route_model(parts[2:], path)
-            if action == "infer":
-                _allow(method, "POST")
-                return await self._infer(endpoint, scope, receive, send)
+            return Response(401, error_body(message),
+                            [*JSON_HEADERS, (b"www-authenticate", b"Bearer")])  # fmt: skip
+        if parts == ["metrics"]:
             _allow(method, "GET")
-            if action == "":
-                return await _send_json(send, 200, endpoint.metadata())
-            if action == "ready":
-                status = 200 if endpoint.ready else 503
-                return await _send_json(
-                    send, status, {"name": endpoint.name, "ready": endpoint.ready}
-                )
-            if action == "config":
-                return await _send_json(send, 200, endpoint.triton_config())
+            return Response(200, self.metrics.render(),
+                            [(b"content-type", b"text/plain; version=0.0.4")])  # fmt: skip
+        if parts[0] != "v2":
+            raise ProtocolError(f"no route for {path}; the API lives under /v2", 404)
+        if len(parts) == 1:
+            _allow(method, "GET")
+            return _json(200, {"name": SERVER_NAME, "version": SERVER_VERSION,
+                               "extensions": EXTENSIONS})  # fmt: skip
+        if parts[1] != "models" or len(parts) < 3:
             raise ProtocolError(f"no route for {path}", 404)
-        except ProtocolError as exc:
-            await self._send_error(send, exc, path)
+        endpoint, action = self._route_model(parts[2:], path)
+        if action == "infer":
+            _allow(method, "POST")
+            if request.token is not endpoint:
+                raise ProtocolError("inference requests must be announced by the server", 500)
+            return self._infer(endpoint, request)
+        _allow(method, "GET")
+        if action == "":
+            return _json(200, endpoint.metadata())
+        if action == "ready":
+            return _json(200 if endpoint.ready else 503,
+                         {"name": endpoint.name, "ready": endpoint.ready})  # fmt: skip
+        if action == "config":
+            return _json(200, endpoint.triton_config())
+        raise ProtocolError(f"no route for {path}", 404)
 
     def _route_model(self, parts: list[str], path: str) -> tuple[Endpoint, str]:
         name, rest = parts[0], parts[1:]
@@ -195,68 +206,98 @@ class ServingApp:
             raise ProtocolError(f"no route for {path}", 404)
         return endpoint, rest[0] if rest else ""
 
-    async def _infer(self, endpoint: Endpoint, scope: dict[str, Any], receive: Receive,
-                     send: Send) -> None:  # fmt: skip
+    async def _infer(self, endpoint: Endpoint, request: Request) -> Response:
         started = time.perf_counter()
         self.accepted += 1
-        label = endpoint.label
-        endpoint.arrive()
+        name = endpoint.name
         try:
             try:
-                body, header_length = await self._read_body(scope["headers"], receive)
-                request = decode_infer(body, header_length, endpoint.signature)
+                header_length = _header_length(request.headers)
+                decoded = decode_infer(request.body, header_length, endpoint.signature)
             except BaseException:
                 endpoint.depart()
                 raise
-            outputs = await endpoint.infer(request)
+            outputs = await endpoint.infer(decoded)
             payload, json_length = encode_infer(
-                endpoint.name, endpoint.version, request, outputs, endpoint.signature
+                name, endpoint.version, decoded, outputs, endpoint.signature
             )
         except ProtocolError as exc:
-            self.metrics.requests.inc((endpoint.name, str(exc.status)))
-            self.metrics.failures.inc((endpoint.name, _reason(exc)))
-            await self._send_error(send, exc, scope["path"])
+            self.metrics.requests.inc((name, str(exc.status)))
+            self.metrics.failures.inc((name, _reason(exc)))
             self.answered += 1
-            return
+            return self._error(exc, request.path)
         except Exception as exc:  # a bug: answer 500, log it, keep serving
-            self.metrics.requests.inc((endpoint.name, "500"))
-            self.metrics.failures.inc((endpoint.name, "internal"))
-            log.error("internal error", extra={"path": scope["path"],
+            self.metrics.requests.inc((name, "500"))
+            self.metrics.failures.inc((name, "internal"))
+            log.error("internal error", extra={"path": request.path,
                                                "error": traceback.format_exc()})  # fmt: skip
-            await _send(send, 500, error_body(f"internal error: {type(exc).__name__}: {exc}"),
-                        JSON_HEADERS)  # fmt: skip
             self.answered += 1
-            return
-        if json_length is None:
-            headers = JSON_HEADERS
-        else:
-            headers = [
-                (b"content-type", b"application/octet-stream"),
-                (b"inference-header-content-length", str(json_length).encode()),
-            ]
-        await _send(send, 200, payload, headers)
+            return Response(500, error_body(f"internal error: {type(exc).__name__}: {exc}"),
+                            JSON_HEADERS)  # fmt: skip
         self.answered += 1
         elapsed = time.perf_counter() - started
-        self.metrics.requests.inc((endpoint.name, "200"))
-        self.metrics.request_seconds.observe(label, elapsed)
+        self.metrics.requests.inc((name, "200"))
+        self.metrics.request_seconds.observe(endpoint.label, elapsed)
         if self.access_log:
-            log.info("infer", extra={"model": endpoint.name, "rows": request.rows,
+            log.info("infer", extra={"model": name, "rows": decoded.rows,
                                      "ms": round(elapsed * 1e3, 3)})  # fmt: skip
+        if json_length is None:
+            return Response(200, payload, JSON_HEADERS)
+        length = (b"inference-header-content-length", b"%d" % json_length)
+        return Response(200, payload, [BINARY_CONTENT, length])
 
-    async def _read_body(self, headers: list[tuple[bytes, bytes]],
-                         receive: Receive) -> tuple[bytes, int | None]:  # fmt: skip
-        length = header_length = None
-        for key, value in headers:
-            if key == b"content-length":
-                length = value
-            elif key == b"inference-header-content-length":
-                header_length = value
-        limit = self.max_body_bytes
-        if length is not None and int(length) > limit:
-            raise ProtocolError(
-                f"request body of {int(length)} bytes exceeds the limit of {limit} bytes; send "
-                "fewer rows per request (or raise --max-body-mb)", 413,
-            )  # fmt: skip
+    def _health(self, what: str) -> Response:
+        if what == "live":
+            return _json(200, {"live": True})
+        if what == "ready":
+            ready = all(e.ready for e in self.endpoints.values())
+            return _json(200 if ready else 503, {"ready": ready})
+        raise ProtocolError(f"no route for /v2/health/{what}", 404)
+
+    def _authorised(self, headers: dict[bytes, bytes]) -> bool:
+        return hmac.compare_digest(headers.get(b"authorization", b""), self.auth)
+
+    def _error(self, exc: ProtocolError, path: str) -> Response:
+        headers = list(JSON_HEADERS)
+        if exc.retry_after_s is not None:
+            headers.append((b"retry-after", b"%d" % exc.retry_after_s))
+        if exc.status >= 500 or self.access_log:
+            log.info("request refused", extra={"path": path, "status": exc.status,
+                                               "error": str(exc)})  # fmt: skip
+        return Response(exc.status, error_body(str(exc)), headers)
+
+    # -- ASGI, for hosts that bring their own HTTP server (Ray Serve) -------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self.start()
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        request = Request(scope["method"], scope["path"],
+                          {k.lower(): v for k, v in scope["headers"]})  # fmt: skip
+        request.token = self.begin(request)
+        try:
+            request.body = await self._asgi_body(receive)
+        except ProtocolError as exc:
+            if request.token is not None:
+                request.token.depart()
+            response = self._error(exc, request.path)
+        else:
+            result = self.handle(request)
+            response = result if isinstance(result, Response) else await result
+        headers = [*response.headers, (b"content-length", b"%d" % len(response.body))]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _asgi_body(self, receive: Receive) -> bytes:
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -264,41 +305,22 @@ class ServingApp:
                 raise ProtocolError("client disconnected before sending the whole body", 400)
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > limit:
-                raise ProtocolError(f"request body exceeds the limit of {limit} bytes", 413)
+            if size > self._max_body_bytes:
+                raise ProtocolError(f"request body exceeds the limit of {self._max_body_bytes} "
+                                    "bytes; send fewer rows per request", 413)  # fmt: skip
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if header_length is not None:
-            try:
-                header_length = int(header_length)
-            except ValueError:
-                raise ProtocolError("Inference-Header-Content-Length must be a number") from None
-        return body, header_length
+                return b"".join(chunks)
 
-    async def _health(self, what: str, method: str, send: Send) -> None:
-        if what == "live":
-            return await _send_json(send, 200, {"live": True})
-        if what == "ready":
-            ready = all(e.ready for e in self.endpoints.values())
-            return await _send_json(send, 200 if ready else 503, {"ready": ready})
-        await self._send_error(send, ProtocolError(f"no route for /v2/health/{what}", 404), what)
 
-    def _authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        for key, value in headers:
-            if key == b"authorization":
-                return hmac.compare_digest(value, self.auth)
-        return False
-
-    async def _send_error(self, send: Send, exc: ProtocolError, path: str) -> None:
-        headers = list(JSON_HEADERS)
-        if exc.retry_after_s is not None:
-            headers.append((b"retry-after", str(exc.retry_after_s).encode()))
-        if exc.status >= 500 or self.access_log:
-            log.info("request refused", extra={"path": path, "status": exc.status,
-                                               "error": str(exc)})  # fmt: skip
-        await _send(send, exc.status, error_body(str(exc)), headers)
+def _header_length(headers: dict[bytes, bytes]) -> int | None:
+    value = headers.get(b"inference-header-content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ProtocolError("Inference-Header-Content-Length must be a number") from None
 
 
 def _allow(method: str, allowed: str) -> None:
@@ -312,26 +334,14 @@ def _reason(exc: ProtocolError) -> str:
     )
 
 
-async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_json(send: Send, status: int, doc: Any) -> None:
-    await _send(send, status, orjson.dumps(doc), JSON_HEADERS)
+def _json(status: int, doc: Any) -> Response:
+    return Response(status, orjson.dumps(doc), JSON_HEADERS)
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
 
-    _SKIP = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-        "message", "color_message"}  # fmt: skip
+    _SKIP = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message"}
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {

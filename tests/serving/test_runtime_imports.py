@@ -8,7 +8,7 @@ from pathlib import Path
 
 import serving
 
-ALLOWED = {"numpy", "onnxruntime", "orjson", "uvicorn", "serving"}
+ALLOWED = {"numpy", "onnxruntime", "orjson", "httptools", "uvloop", "serving"}
 LAZY = {"ray"}  # imported inside functions only (serving/ray_app.py)
 
 
@@ -42,4 +42,4 @@ def test_requirements_pin_every_package_exactly():
     pins = [line.split(";")[0].strip() for line in lines if line and not line.startswith("#")]
     assert pins and all("==" in pin for pin in pins), pins
     names = {pin.split("==")[0] for pin in pins}
-    assert {"numpy", "onnxruntime", "uvicorn", "httptools", "uvloop", "orjson"} <= names
+    assert {"numpy", "onnxruntime", "httptools", "uvloop", "orjson"} <= names
