@@ -84,11 +84,15 @@ CASES = {
     "minilm": Case("minilm", 2, 8, 5.0, (1, 4, 8, 16), (1, 4), 8.0),
 }
 TARGETS = {
-    "digits-cnn": {"throughput_vs_mlserver": 2.5, "binary_throughput_vs_mlserver": 4.0,
-                   "p99_vs_mlserver_at_most": 1.0, "server_cpu_us_per_request_at_most": 200.0,
-                   "c1_p50_batching_vs_off_at_most": 1.10},
+    "digits-cnn": {
+        "throughput_vs_mlserver": 2.5,
+        "binary_throughput_vs_mlserver": 4.0,
+        "p99_vs_mlserver_at_most": 1.0,
+        "server_cpu_us_per_request_at_most": 200.0,
+        "c1_p50_batching_vs_off_at_most": 1.10,
+    },
     "minilm": {"ceiling_fraction": 0.95, "c1_overhead_ms_at_most": 2.0},
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -136,8 +140,17 @@ def free_port() -> int:
 class Server:
     """A server subprocess; ``stop()`` sends SIGTERM and waits."""
 
-    def __init__(self, name: str, cmd: list[str], port: int, model: str, log: Path,
-                 cwd: Path, env: dict[str, str], counter: tuple[int, str]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        port: int,
+        model: str,
+        log: Path,
+        cwd: Path,
+        env: dict[str, str],
+        counter: tuple[int, str],
+    ) -> None:
         self.name, self.port, self.model = name, port, model
         self.counter_port, self.counter = counter
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
@@ -214,15 +227,31 @@ def start_ours(case: Case, onnx_path: Path, batching: bool, logs: Path) -> Serve
     name = "ours" if batching else "ours-nobatch"
     bundle = BENCH / "bundles" / f"{case.model}-{name}"
     export(
-        onnx_path, bundle, name=case.model, overwrite=True, threads=case.threads,
-        batching={"enabled": batching, "max_batch_rows": case.max_batch_rows,
-                  "max_delay_ms": case.max_delay_ms, "max_queue_rows": 4096},
-    )  # fmt: skip
+        onnx_path,
+        bundle,
+        name=case.model,
+        overwrite=True,
+        threads=case.threads,
+        batching={
+            "enabled": batching,
+            "max_batch_rows": case.max_batch_rows,
+            "max_delay_ms": case.max_delay_ms,
+            "max_queue_rows": 4096,
+        },
+    )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     cmd = [sys.executable, "-m", "serving", ".", "--port", str(port), "--log-level", "warning"]
-    server = Server(name, cmd, port, case.model, logs / f"{case.model}-{name}.log", bundle, env,
-                    counter=(port, "serving_requests_total"))  # fmt: skip
+    server = Server(
+        name,
+        cmd,
+        port,
+        case.model,
+        logs / f"{case.model}-{name}.log",
+        bundle,
+        env,
+        counter=(port, "serving_requests_total"),
+    )
     server.wait_ready()
     return server
 
@@ -283,17 +312,30 @@ def ensure_mlserver() -> Path:
     print(f"installing MLServer {MLSERVER_VERSION} into {MLSERVER_VENV} ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
     subprocess.run(
-        [str(MLSERVER_VENV / "bin" / "pip"), "install", "-q", f"mlserver=={MLSERVER_VERSION}",
-         "httptools", "uvloop==0.21.0",  # uvloop 0.23 crash-loops MLServer 1.7.1's workers
-         f"onnxruntime=={ort.__version__}", f"numpy=={np.__version__}"],
+        [
+            str(MLSERVER_VENV / "bin" / "pip"),
+            "install",
+            "-q",
+            f"mlserver=={MLSERVER_VERSION}",
+            "httptools",
+            "uvloop==0.21.0",  # uvloop 0.23 crash-loops MLServer 1.7.1's workers
+            f"onnxruntime=={ort.__version__}",
+            f"numpy=={np.__version__}",
+        ],
         check=True,
-    )  # fmt: skip
+    )
     marker.write_text("ok\n")
     return exe
 
 
-def start_mlserver(case: Case, onnx_path: Path, batching: bool, triton_config: dict,
-                   declared: tuple[list[dict], list[dict]], logs: Path) -> Server:  # fmt: skip
+def start_mlserver(
+    case: Case,
+    onnx_path: Path,
+    batching: bool,
+    triton_config: dict,
+    declared: tuple[list[dict], list[dict]],
+    logs: Path,
+) -> Server:
     inputs, outputs = declared
     exe = ensure_mlserver()
     name = "mlserver-batching" if batching else "mlserver-fastest"
@@ -302,8 +344,14 @@ def start_mlserver(case: Case, onnx_path: Path, batching: bool, triton_config: d
     (repo / case.model).mkdir(parents=True)
     (repo / "bench_model.py").write_text(MLSERVER_MODEL)
     port, grpc, metrics = free_port(), free_port(), free_port()
-    settings = {"debug": False, "parallel_workers": 0, "host": "127.0.0.1", "http_port": port,
-                "grpc_port": grpc, "metrics_port": metrics}  # fmt: skip
+    settings = {
+        "debug": False,
+        "parallel_workers": 0,
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": grpc,
+        "metrics_port": metrics,
+    }
     (repo / "settings.json").write_text(json.dumps(settings, indent=2))
     model_settings: dict[str, Any] = {
         "name": case.model,
@@ -317,11 +365,21 @@ def start_mlserver(case: Case, onnx_path: Path, batching: bool, triton_config: d
         model_settings["max_batch_time"] = case.max_delay_ms / 1000
     (repo / case.model / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(PYTHONPATH=str(repo), BENCH_TRITON_CONFIG=json.dumps(triton_config),
-               PATH=f"{MLSERVER_VENV / 'bin'}:{env.get('PATH', '')}")  # fmt: skip
-    server = Server(name, [str(exe), "start", "."], port, case.model,
-                    logs / f"{case.model}-{name}.log", repo, env,
-                    counter=(metrics, "model_infer_request_success_total"))  # fmt: skip
+    env.update(
+        PYTHONPATH=str(repo),
+        BENCH_TRITON_CONFIG=json.dumps(triton_config),
+        PATH=f"{MLSERVER_VENV / 'bin'}:{env.get('PATH', '')}",
+    )
+    server = Server(
+        name,
+        [str(exe), "start", "."],
+        port,
+        case.model,
+        logs / f"{case.model}-{name}.log",
+        repo,
+        env,
+        counter=(metrics, "model_infer_request_success_total"),
+    )
     server.wait_ready()
     return server
 
@@ -330,8 +388,10 @@ def start_mlserver(case: Case, onnx_path: Path, batching: bool, triton_config: d
 
 
 def perf_analyzer() -> str:
-    for path in (os.environ.get("PERF_ANALYZER"),
-                 str(Path.home() / ".cache" / "perf-analyzer" / "perf_analyzer.sh")):  # fmt: skip
+    for path in (
+        os.environ.get("PERF_ANALYZER"),
+        str(Path.home() / ".cache" / "perf-analyzer" / "perf_analyzer.sh"),
+    ):
         if path and Path(path).is_file():
             return path
     if not PERF_INSTALLER.is_file():
@@ -358,13 +418,29 @@ def window_s(case: Case, args) -> float:
     return case.window_s / 10 if args.quick else case.window_s
 
 
-def run_window(tool: str, server: Server, data: Path, tensors: str, concurrency: int,
-               args, case: Case) -> Window | None:  # fmt: skip
+def run_window(
+    tool: str, server: Server, data: Path, tensors: str, concurrency: int, args, case: Case
+) -> Window | None:
     """One perf_analyzer run (time windows until stable); None when it never stabilised."""
-    cmd = [tool, "-m", server.model, "-u", f"127.0.0.1:{server.port}", "-i", "http",
-           "--concurrency-range", str(concurrency), "--input-data", str(data),
-           "-p", str(int(window_s(case, args) * 1000)), "-s", str(args.stability),
-           "--max-trials", str(args.max_trials)]  # fmt: skip
+    cmd = [
+        tool,
+        "-m",
+        server.model,
+        "-u",
+        f"127.0.0.1:{server.port}",
+        "-i",
+        "http",
+        "--concurrency-range",
+        str(concurrency),
+        "--input-data",
+        str(data),
+        "-p",
+        str(int(window_s(case, args) * 1000)),
+        "-s",
+        str(args.stability),
+        "--max-trials",
+        str(args.max_trials),
+    ]
     if tensors == "json":
         cmd += ["--input-tensor-format", "json", "--output-tensor-format", "json"]
     me = psutil.Process()
@@ -379,14 +455,19 @@ def run_window(tool: str, server: Server, data: Path, tensors: str, concurrency:
     me_cpu = sum(me.cpu_times()[:2]) - me_before
     answered = server.answered() - answered_before
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    client_cpu = (children_after.ru_utime - children_before.ru_utime
-                  + children_after.ru_stime - children_before.ru_stime)  # fmt: skip
+    client_cpu = (
+        children_after.ru_utime
+        - children_before.ru_utime
+        + children_after.ru_stime
+        - children_before.ru_stime
+    )
     out = done.stdout
     if done.returncode != 0:
         if "Failed to obtain stable measurement" in out:
             return None
-        raise RuntimeError(f"perf_analyzer failed against {server.name}: "
-                           f"{out[-1500:]}{done.stderr[-1500:]}")  # fmt: skip
+        raise RuntimeError(
+            f"perf_analyzer failed against {server.name}: {out[-1500:]}{done.stderr[-1500:]}"
+        )
     others = max(0.0, busy - server_cpu - client_cpu - me_cpu)
     return Window(
         requests=int(answered),
@@ -400,8 +481,9 @@ def run_window(tool: str, server: Server, data: Path, tensors: str, concurrency:
     )
 
 
-def measure(tool: str, server: Server, data: Path, tensors: str, concurrency: int,
-            args, case: Case) -> Point:  # fmt: skip
+def measure(
+    tool: str, server: Server, data: Path, tensors: str, concurrency: int, args, case: Case
+) -> Point:
     quiet: list[Window] = []
     noisy: list[Window] = []
     unstable = 0
@@ -415,18 +497,39 @@ def measure(tool: str, server: Server, data: Path, tensors: str, concurrency: in
             noisy.append(window)
     used = quiet or noisy
     if not used:
-        raise RuntimeError(f"perf_analyzer never stabilised against {server.name} at c="
-                           f"{concurrency}; use a longer --window-s or a quieter machine")  # fmt: skip
-    med = {f: statistics.median(getattr(w, f) for w in used)
-           for f in ("throughput", "p50_ms", "p99_ms", "server_cpu_us_per_request",
-                     "client_cpu_us_per_request", "others_cores")}  # fmt: skip
-    point = Point(server.name, case.model, tensors, concurrency, windows=len(used),
-                  noisy_windows=len(noisy) + unstable, raw=quiet + noisy, **med)  # fmt: skip
+        raise RuntimeError(
+            f"perf_analyzer never stabilised against {server.name} at c="
+            f"{concurrency}; use a longer --window-s or a quieter machine"
+        )
+    med = {
+        f: statistics.median(getattr(w, f) for w in used)
+        for f in (
+            "throughput",
+            "p50_ms",
+            "p99_ms",
+            "server_cpu_us_per_request",
+            "client_cpu_us_per_request",
+            "others_cores",
+        )
+    }
+    point = Point(
+        server.name,
+        case.model,
+        tensors,
+        concurrency,
+        windows=len(used),
+        noisy_windows=len(noisy) + unstable,
+        raw=quiet + noisy,
+        **med,
+    )
     flag = " (noisy)" if not quiet else ""
-    print(f"  {server.name:18s} {tensors:6s} c={concurrency:<3d} {point.throughput:9.1f} infer/s  "
-          f"p50 {point.p50_ms:7.2f} ms  p99 {point.p99_ms:7.2f} ms  server CPU "
-          f"{point.server_cpu_us_per_request:7.0f} us/req  others {point.others_cores:.2f} "
-          f"cores{flag}", flush=True)  # fmt: skip
+    print(
+        f"  {server.name:18s} {tensors:6s} c={concurrency:<3d} {point.throughput:9.1f} infer/s  "
+        f"p50 {point.p50_ms:7.2f} ms  p99 {point.p99_ms:7.2f} ms  server CPU "
+        f"{point.server_cpu_us_per_request:7.0f} us/req  others {point.others_cores:.2f} "
+        f"cores{flag}",
+        flush=True,
+    )
     return point
 
 
@@ -445,8 +548,12 @@ def input_data_file(case: Case, feed: dict[str, np.ndarray]) -> Path:
     """perf_analyzer --input-data: 16 real rows, each with its shape (no batch axis)."""
     rows = []
     for i in range(len(next(iter(feed.values())))):
-        rows.append({name: {"content": a[i].ravel().tolist(), "shape": list(a.shape[1:])}
-                     for name, a in feed.items()})  # fmt: skip
+        rows.append(
+            {
+                name: {"content": a[i].ravel().tolist(), "shape": list(a.shape[1:])}
+                for name, a in feed.items()
+            }
+        )
     path = BENCH / f"{case.model}-input.json"
     path.write_text(json.dumps({"data": rows}))
     return path
@@ -463,8 +570,13 @@ def triton_config(model: str, onnx_path: Path) -> tuple[dict, tuple[list[dict], 
             {"name": n, "data_type": f"TYPE_{t}", "dims": list(s[1:])} for n, (t, s) in sig.items()
         ]
 
-    config = {"name": model, "platform": "onnxruntime_onnx", "max_batch_size": CONFIG_MAX_BATCH,
-              "input": tensors(m.inputs), "output": tensors(m.outputs)}  # fmt: skip
+    config = {
+        "name": model,
+        "platform": "onnxruntime_onnx",
+        "max_batch_size": CONFIG_MAX_BATCH,
+        "input": tensors(m.inputs),
+        "output": tensors(m.outputs),
+    }
     inputs = [{"name": n, "datatype": t, "shape": list(s)} for n, (t, s) in m.inputs.items()]
     outputs = [{"name": n, "datatype": t, "shape": list(s)} for n, (t, s) in m.outputs.items()]
     return config, (inputs, outputs)
@@ -494,9 +606,12 @@ def in_process(case: Case, onnx_path: Path, feed: dict[str, np.ndarray], seconds
             "calls": len(times),
         }
     out["ceiling_items_per_s"] = max(out["batch_1"]["items_per_s"], out["batch_8"]["items_per_s"])
-    print(f"  in-process         batch 1: {out['batch_1']['items_per_s']:9.1f} items/s  p50 "
-          f"{out['batch_1']['p50_ms']:.3f} ms; batch 8: {out['batch_8']['items_per_s']:.1f} "
-          "items/s", flush=True)  # fmt: skip
+    print(
+        f"  in-process         batch 1: {out['batch_1']['items_per_s']:9.1f} items/s  p50 "
+        f"{out['batch_1']['p50_ms']:.3f} ms; batch 8: {out['batch_8']['items_per_s']:.1f} "
+        "items/s",
+        flush=True,
+    )
     return out
 
 
@@ -514,11 +629,19 @@ def bench_model(case: Case, tool: str, args, logs: Path) -> dict[str, Any]:
     plans = [
         ("ours", lambda: start_ours(case, onnx_path, True, logs), ("json", "binary"), levels),
         ("ours-nobatch", lambda: start_ours(case, onnx_path, False, logs), ("json",), (1,)),
-        ("mlserver-fastest",
-         lambda: start_mlserver(case, onnx_path, False, config, declared, logs), ("json",), levels),
-        ("mlserver-batching",
-         lambda: start_mlserver(case, onnx_path, True, config, declared, logs), ("json",), levels),
-    ]  # fmt: skip
+        (
+            "mlserver-fastest",
+            lambda: start_mlserver(case, onnx_path, False, config, declared, logs),
+            ("json",),
+            levels,
+        ),
+        (
+            "mlserver-batching",
+            lambda: start_mlserver(case, onnx_path, True, config, declared, logs),
+            ("json",),
+            levels,
+        ),
+    ]
     for _, start, formats, concurrencies in plans:
         server = start()
         try:
@@ -531,8 +654,9 @@ def bench_model(case: Case, tool: str, args, logs: Path) -> dict[str, Any]:
 
 
 def _get(points: list[Point], server: str, tensors: str, c: int) -> Point | None:
-    return next((p for p in points if (p.server, p.tensors, p.concurrency) == (server, tensors, c)),
-                None)  # fmt: skip
+    return next(
+        (p for p in points if (p.server, p.tensors, p.concurrency) == (server, tensors, c)), None
+    )
 
 
 def summarise(case: Case, points: list[Point], ceiling: dict, args) -> dict[str, Any]:
@@ -542,10 +666,14 @@ def summarise(case: Case, points: list[Point], ceiling: dict, args) -> dict[str,
     mls = _get(points, "mlserver-fastest", "json", top)
     c1 = _get(points, "ours", "json", 1)
     c1_off = _get(points, "ours-nobatch", "json", 1)
-    mid = [p.throughput for p in points
-           if p.server == "ours" and p.tensors == "json" and 4 <= p.concurrency <= 16]  # fmt: skip
-    mls_mid = [p.throughput for p in points
-               if p.server.startswith("mlserver") and 4 <= p.concurrency <= 16]  # fmt: skip
+    mid = [
+        p.throughput
+        for p in points
+        if p.server == "ours" and p.tensors == "json" and 4 <= p.concurrency <= 16
+    ]
+    mls_mid = [
+        p.throughput for p in points if p.server.startswith("mlserver") and 4 <= p.concurrency <= 16
+    ]
     result: dict[str, Any] = {
         "model": case.model,
         "concurrency_compared": top,
@@ -555,22 +683,29 @@ def summarise(case: Case, points: list[Point], ceiling: dict, args) -> dict[str,
         "server_cpu_us_per_request": ours.server_cpu_us_per_request,
         "mlserver_cpu_us_per_request": mls.server_cpu_us_per_request,
         "ceiling_fraction": max(mid) / ceiling["ceiling_items_per_s"] if mid else None,
-        "mlserver_ceiling_fraction": (max(mls_mid) / ceiling["ceiling_items_per_s"]
-                                      if mls_mid else None),  # fmt: skip
+        "mlserver_ceiling_fraction": (
+            max(mls_mid) / ceiling["ceiling_items_per_s"] if mls_mid else None
+        ),
         "c1_overhead_ms": c1.p50_ms - ceiling["batch_1"]["p50_ms"],
         "c1_p50_batching_vs_off": c1.p50_ms / c1_off.p50_ms,
         "noisy_windows": sum(p.noisy_windows for p in points),
         "in_process": ceiling,
         "points": [asdict(p) for p in points],
-        "settings": {"threads": case.threads, "max_batch_rows": case.max_batch_rows,
-                     "max_delay_ms": case.max_delay_ms, "mlserver": MLSERVER_VERSION,
-                     "load_generator": "perf_analyzer (tritonclient 2.50.0)",
-                     "runs_per_point": args.windows, "window_s": window_s(case, args),
-                     "stability_pct": args.stability, "max_trials": args.max_trials,
-                     "noisy_cores": args.noisy_cores},
+        "settings": {
+            "threads": case.threads,
+            "max_batch_rows": case.max_batch_rows,
+            "max_delay_ms": case.max_delay_ms,
+            "mlserver": MLSERVER_VERSION,
+            "load_generator": "perf_analyzer (tritonclient 2.50.0)",
+            "runs_per_point": args.windows,
+            "window_s": window_s(case, args),
+            "stability_pct": args.stability,
+            "max_trials": args.max_trials,
+            "noisy_cores": args.noisy_cores,
+        },
         "mode": "quick" if args.quick else "full",
         "method": "measured",
-    }  # fmt: skip
+    }
     if top != 16:
         result["note"] = f"quick run: compared at concurrency {top}, not 16"
     goals = TARGETS[case.model]
@@ -634,9 +769,21 @@ def main(argv: list[str] | None = None) -> int:
         entry = bench_model(CASES[model], tool, args, logs)
         entry["environment"] = {**env, "load_average_at_end": os.getloadavg()}
         results.append(entry)
-        print(textwrap.indent(json.dumps({k: v for k, v in entry.items()
-                                          if k not in ("points", "in_process", "settings")},
-                                         indent=1, default=str), "  "), flush=True)  # fmt: skip
+        print(
+            textwrap.indent(
+                json.dumps(
+                    {
+                        k: v
+                        for k, v in entry.items()
+                        if k not in ("points", "in_process", "settings")
+                    },
+                    indent=1,
+                    default=str,
+                ),
+                "  ",
+            ),
+            flush=True,
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")

@@ -74,10 +74,15 @@ async def serve(app: ServingApp, sock: socket.socket, args: argparse.Namespace) 
     host, port = sock.getsockname()[:2]
     log.info(
         "listening",
-        extra={"host": host, "port": port, "models": list(app.endpoints),
-               "auth": app.auth is not None, "loop": type(loop).__module__.split(".")[0],
-               "runtime": str(Path(__file__).resolve().parent)},
-    )  # fmt: skip
+        extra={
+            "host": host,
+            "port": port,
+            "models": list(app.endpoints),
+            "auth": app.auth is not None,
+            "loop": type(loop).__module__.split(".")[0],
+            "runtime": str(Path(__file__).resolve().parent),
+        },
+    )
     await stop.wait()
     log.info("stopping", extra={"grace_s": args.grace_s})
     finished = await server.shutdown(args.grace_s)

@@ -95,8 +95,10 @@ class ServingApp:
             try:
                 await endpoint.start()
             except Exception:
-                log.error("warm-up failed", extra={"model": endpoint.name,
-                                                   "error": traceback.format_exc()})  # fmt: skip
+                log.error(
+                    "warm-up failed",
+                    extra={"model": endpoint.name, "error": traceback.format_exc()},
+                )
                 raise
             warm = endpoint.front.model.warmup
             log.info(
@@ -157,18 +159,21 @@ class ServingApp:
             return self._health(parts[2])
         if self.auth is not None and not self._authorised(request.headers):
             message = "missing or wrong bearer token; send 'Authorization: Bearer <token>'"
-            return Response(401, error_body(message),
-                            [*JSON_HEADERS, (b"www-authenticate", b"Bearer")])  # fmt: skip
+            return Response(
+                401, error_body(message), [*JSON_HEADERS, (b"www-authenticate", b"Bearer")]
+            )
         if parts == ["metrics"]:
             _allow(method, "GET")
-            return Response(200, self.metrics.render(),
-                            [(b"content-type", b"text/plain; version=0.0.4")])  # fmt: skip
+            return Response(
+                200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")]
+            )
         if parts[0] != "v2":
             raise ProtocolError(f"no route for {path}; the API lives under /v2", 404)
         if len(parts) == 1:
             _allow(method, "GET")
-            return _json(200, {"name": SERVER_NAME, "version": SERVER_VERSION,
-                               "extensions": EXTENSIONS})  # fmt: skip
+            return _json(
+                200, {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS}
+            )
         if parts[1] != "models" or len(parts) < 3:
             raise ProtocolError(f"no route for {path}", 404)
         endpoint, action = self._route_model(parts[2:], path)
@@ -181,8 +186,9 @@ class ServingApp:
         if action == "":
             return _json(200, endpoint.metadata())
         if action == "ready":
-            return _json(200 if endpoint.ready else 503,
-                         {"name": endpoint.name, "ready": endpoint.ready})  # fmt: skip
+            return _json(
+                200 if endpoint.ready else 503, {"name": endpoint.name, "ready": endpoint.ready}
+            )
         if action == "config":
             return _json(200, endpoint.triton_config())
         raise ProtocolError(f"no route for {path}", 404)
@@ -199,8 +205,9 @@ class ServingApp:
                 version = rest[1] if len(rest) > 1 else ""
                 raise ProtocolError(
                     f"model {name!r} has no version {version!r}; it serves version "
-                    f"{endpoint.version!r}", 404,
-                )  # fmt: skip
+                    f"{endpoint.version!r}",
+                    404,
+                )
             rest = rest[2:]
         if len(rest) > 1:
             raise ProtocolError(f"no route for {path}", 404)
@@ -229,18 +236,21 @@ class ServingApp:
         except Exception as exc:  # a bug: answer 500, log it, keep serving
             self.metrics.requests.inc((name, "500"))
             self.metrics.failures.inc((name, "internal"))
-            log.error("internal error", extra={"path": request.path,
-                                               "error": traceback.format_exc()})  # fmt: skip
+            log.error(
+                "internal error", extra={"path": request.path, "error": traceback.format_exc()}
+            )
             self.answered += 1
-            return Response(500, error_body(f"internal error: {type(exc).__name__}: {exc}"),
-                            JSON_HEADERS)  # fmt: skip
+            return Response(
+                500, error_body(f"internal error: {type(exc).__name__}: {exc}"), JSON_HEADERS
+            )
         self.answered += 1
         elapsed = time.perf_counter() - started
         self.metrics.requests.inc((name, "200"))
         self.metrics.request_seconds.observe(endpoint.label, elapsed)
         if self.access_log:
-            log.info("infer", extra={"model": name, "rows": decoded.rows,
-                                     "ms": round(elapsed * 1e3, 3)})  # fmt: skip
+            log.info(
+                "infer", extra={"model": name, "rows": decoded.rows, "ms": round(elapsed * 1e3, 3)}
+            )
         if json_length is None:
             return Response(200, payload, JSON_HEADERS)
         length = (b"inference-header-content-length", b"%d" % json_length)
@@ -262,8 +272,9 @@ class ServingApp:
         if exc.retry_after_s is not None:
             headers.append((b"retry-after", b"%d" % exc.retry_after_s))
         if exc.status >= 500 or self.access_log:
-            log.info("request refused", extra={"path": path, "status": exc.status,
-                                               "error": str(exc)})  # fmt: skip
+            log.info(
+                "request refused", extra={"path": path, "status": exc.status, "error": str(exc)}
+            )
         return Response(exc.status, error_body(str(exc)), headers)
 
     # -- ASGI, for hosts that bring their own HTTP server (Ray Serve) -------------------------
@@ -281,8 +292,9 @@ class ServingApp:
                     return
         if scope["type"] != "http":
             return
-        request = Request(scope["method"], scope["path"],
-                          {k.lower(): v for k, v in scope["headers"]})  # fmt: skip
+        request = Request(
+            scope["method"], scope["path"], {k.lower(): v for k, v in scope["headers"]}
+        )
         request.token = self.begin(request)
         try:
             request.body = await self._asgi_body(receive)
@@ -306,8 +318,11 @@ class ServingApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body_bytes:
-                raise ProtocolError(f"request body exceeds the limit of {self._max_body_bytes} "
-                                    "bytes; send fewer rows per request", 413)  # fmt: skip
+                raise ProtocolError(
+                    f"request body exceeds the limit of {self._max_body_bytes} "
+                    "bytes; send fewer rows per request",
+                    413,
+                )
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)

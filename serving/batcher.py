@@ -151,9 +151,11 @@ class Batcher:
         for instance in range(instances):
             inbox: queue.SimpleQueue = queue.SimpleQueue()
             thread = threading.Thread(
-                target=self._work, args=(instance, inbox), name=f"{self.model.name}-{instance}",
+                target=self._work,
+                args=(instance, inbox),
+                name=f"{self.model.name}-{instance}",
                 daemon=True,
-            )  # fmt: skip
+            )
             self._inboxes.append(inbox)
             self._threads.append(thread)
             self._idle.append(instance)

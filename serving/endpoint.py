@@ -41,12 +41,15 @@ class Endpoint:
         try:
             models = {
                 f.role: OnnxModel(
-                    bundle.file(f.file), name=f"{m.name}:{f.role}",
-                    intra_op=m.threads.intra_op, inter_op=m.threads.inter_op,
-                    instances=m.threads.instances, spinning=m.threads.spinning,
+                    bundle.file(f.file),
+                    name=f"{m.name}:{f.role}",
+                    intra_op=m.threads.intra_op,
+                    inter_op=m.threads.inter_op,
+                    instances=m.threads.instances,
+                    spinning=m.threads.spinning,
                 )
                 for f in m.models
-            }  # fmt: skip
+            }
         except ModelError as exc:
             raise BundleError(str(exc)) from exc
         self.batchers = {
@@ -131,8 +134,12 @@ class Endpoint:
         except BatchTooLarge as exc:
             raise ProtocolError(str(exc), 400) from None
         except Exception as exc:  # ONNX Runtime refused or failed on this input
-            status = 400 if "INVALID_ARGUMENT" in str(exc) or type(exc).__name__ in (
-                "InvalidArgument", "Fail") else 500  # fmt: skip
+            status = (
+                400
+                if "INVALID_ARGUMENT" in str(exc)
+                or type(exc).__name__ in ("InvalidArgument", "Fail")
+                else 500
+            )
             raise ProtocolError(
                 f"model {self.name!r} failed on this input: {exc}", status
             ) from None

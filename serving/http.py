@@ -36,10 +36,18 @@ from urllib.parse import unquote
 import httptools
 
 REASONS = {
-    100: b"Continue", 200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found",
-    405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
-    417: b"Expectation Failed", 500: b"Internal Server Error", 503: b"Service Unavailable",
-}  # fmt: skip
+    100: b"Continue",
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Payload Too Large",
+    417: b"Expectation Failed",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
 MAX_PIPELINED = 16  # requests parsed ahead of the one being answered before reading pauses
 
 
@@ -74,8 +82,9 @@ class Handler(Protocol):
 def error_response(status: int, message: str) -> Response:
     import orjson
 
-    return Response(status, orjson.dumps({"error": message}),
-                    [(b"content-type", b"application/json")])  # fmt: skip
+    return Response(
+        status, orjson.dumps({"error": message}), [(b"content-type", b"application/json")]
+    )
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -153,8 +162,11 @@ class HttpProtocol(asyncio.Protocol):
         length = self.headers.get(b"content-length")
         limit = self.handler.max_body_bytes()
         if length is not None and length.isdigit() and int(length) > limit:
-            return self._fail(413, f"request body of {int(length)} bytes exceeds the limit of "
-                                   f"{limit} bytes; send fewer rows per request")  # fmt: skip
+            return self._fail(
+                413,
+                f"request body of {int(length)} bytes exceeds the limit of "
+                f"{limit} bytes; send fewer rows per request",
+            )
         if self.headers.get(b"expect", b"").lower() == b"100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.token = self.handler.begin(request)
@@ -163,8 +175,11 @@ class HttpProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
         if self.body_size > self.handler.max_body_bytes():
-            self._fail(413, f"request body exceeds the limit of {self.handler.max_body_bytes()} "
-                            "bytes; send fewer rows per request")  # fmt: skip
+            self._fail(
+                413,
+                f"request body exceeds the limit of {self.handler.max_body_bytes()} "
+                "bytes; send fewer rows per request",
+            )
             raise httptools.HttpParserError("body too large")  # stops the parser
         self.body.append(body)
 

@@ -31,9 +31,19 @@ MANIFEST = "manifest.json"
 CHECKSUMS = "SHA256SUMS"
 #: Datatypes of the Open Inference Protocol that the runtime serves.
 DATATYPES = (
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64",
-)  # fmt: skip
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+)
 ROLES = ("main", "small", "large")
 CONFIDENCE_METHODS = ("max_softmax", "margin")
 #: File name endings of pickle-based formats, refused whatever their content.

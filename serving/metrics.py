@@ -29,9 +29,23 @@ from bisect import bisect_left
 from collections.abc import Sequence
 
 LATENCY_BUCKETS_S = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
-)  # fmt: skip
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -120,8 +134,9 @@ class ServingMetrics:
 
     def __init__(self) -> None:
         m = ("model",)
-        self.requests = Counter("serving_requests_total", "Inference requests by status code.",
-                                ("model", "code"))  # fmt: skip
+        self.requests = Counter(
+            "serving_requests_total", "Inference requests by status code.", ("model", "code")
+        )
         self.failures = Counter(
             "serving_failures_total", "Failed inference requests by reason.", ("model", "reason")
         )
@@ -129,9 +144,11 @@ class ServingMetrics:
             "serving_request_seconds", "Inference request time in the server.", m, LATENCY_BUCKETS_S
         )
         self.queue_seconds = Histogram(
-            "serving_queue_seconds", "Time a request waited in the batch queue.", m,
+            "serving_queue_seconds",
+            "Time a request waited in the batch queue.",
+            m,
             LATENCY_BUCKETS_S,
-        )  # fmt: skip
+        )
         self.compute_seconds = Histogram(
             "serving_compute_seconds", "Time of one model run (one batch).", m, LATENCY_BUCKETS_S
         )
@@ -154,8 +171,9 @@ class ServingMetrics:
         em = ("model", "method")
         self.energy_per_prediction = Gauge(
             "serving_energy_joules_per_prediction",
-            "Energy per prediction from the bundle's profile.", em,
-        )  # fmt: skip
+            "Energy per prediction from the bundle's profile.",
+            em,
+        )
         self.cost_per_prediction = Gauge(
             "serving_cost_usd_per_prediction", "Money per prediction from the bundle's profile.", em
         )

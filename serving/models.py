@@ -122,8 +122,10 @@ class OnnxModel:
         """Zeros of the right types, ``rows`` rows, variable dimensions set to a small size."""
         feed = {}
         for name, (datatype, shape) in self.inputs.items():
-            dims = [rows if axis == 0 and d == -1 else (WARMUP_DIM if d == -1 else d)
-                    for axis, d in enumerate(shape)]  # fmt: skip
+            dims = [
+                rows if axis == 0 and d == -1 else (WARMUP_DIM if d == -1 else d)
+                for axis, d in enumerate(shape)
+            ]
             feed[name] = np.zeros(dims, dtype=NUMPY_DTYPES[datatype])
         return feed
 

@@ -504,8 +504,12 @@ def export_bundle(
     info = export(
         None if cascade_large else model,
         out_dir,
-        batching={"enabled": batching, "max_batch_rows": max_batch_rows,
-                  "max_delay_ms": max_delay_ms, "max_queue_rows": max_queue_rows},
+        batching={
+            "enabled": batching,
+            "max_batch_rows": max_batch_rows,
+            "max_delay_ms": max_delay_ms,
+            "max_queue_rows": max_queue_rows,
+        },
         threads={"intra_op": threads, "instances": instances},
         cache={"enabled": cache, "max_entries": cache_entries, "ttl_s": cache_ttl_s},
         cascade=(model, cascade_large, threshold) if cascade_large else None,
@@ -518,10 +522,11 @@ def export_bundle(
         name=name,
         tar=tar,
         overwrite=overwrite,
-    )  # fmt: skip
+    )
     m = info.manifest
-    console.print(f"wrote bundle {m.name!r} to {info.path} ({len(info.checksums)} files)",
-                  markup=False)  # fmt: skip
+    console.print(
+        f"wrote bundle {m.name!r} to {info.path} ({len(info.checksums)} files)", markup=False
+    )
     for mf in m.models:
         ins = ", ".join(f"{t.name}{list(t.shape)} {t.datatype}" for t in mf.inputs)
         console.print(f"- {mf.role}: {mf.file} ({ins})", markup=False)

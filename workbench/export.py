@@ -54,10 +54,23 @@ from workbench.errors import ConfigError, ModelLoadError
 HOURS_PER_MONTH = 365.25 / 12 * 24
 #: Profile figures copied into the manifest when present.
 PROFILE_FIELDS = (
-    "run_id", "model", "fingerprint", "backend", "device", "batch_size", "threads",
-    "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "throughput_items_per_s",
-    "latency_method", "energy_j_per_item", "energy_method", "power_w_avg", "memory_peak_mb",
-)  # fmt: skip
+    "run_id",
+    "model",
+    "fingerprint",
+    "backend",
+    "device",
+    "batch_size",
+    "threads",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "latency_ms_p99",
+    "throughput_items_per_s",
+    "latency_method",
+    "energy_j_per_item",
+    "energy_method",
+    "power_w_avg",
+    "memory_peak_mb",
+)
 PORT = 8080
 
 
@@ -148,10 +161,13 @@ def export(
         cascade_cfg = None
         if cascade is not None:
             cascade_cfg = Cascade(
-                small=handles["small"].name, large=handles["large"].name,
-                threshold=float(threshold), confidence=confidence,
-                output=models[0].outputs[0].name, scores=_scores_kind(handles["small"]),
-            )  # fmt: skip
+                small=handles["small"].name,
+                large=handles["large"].name,
+                threshold=float(threshold),
+                confidence=confidence,
+                output=models[0].outputs[0].name,
+                scores=_scores_kind(handles["small"]),
+            )
             _check_cascade(models[0], models[1])
         manifest = Manifest(
             name=bundle_name,
@@ -208,8 +224,13 @@ def profile_figures(profile: Any, store: Any = None) -> dict[str, Any]:
 
         with RunStore(store) as db:
             run = db.get(profile)
-        source: dict[str, Any] = {**run.config, **run.metrics, "run_id": run.id,
-                                  "model": run.model, "fingerprint": run.fingerprint}  # fmt: skip
+        source: dict[str, Any] = {
+            **run.config,
+            **run.metrics,
+            "run_id": run.id,
+            "model": run.model,
+            "fingerprint": run.fingerprint,
+        }
     elif isinstance(profile, dict):
         source = dict(profile)
     elif hasattr(profile, "to_dict"):
@@ -300,10 +321,12 @@ def _model_file(path: Path, rel: str, role: str, name: str) -> ModelFile:
     except ModelError as exc:
         raise ModelLoadError(f"{exc}; export a model ONNX Runtime can load") from exc
     return ModelFile(
-        name=name, file=rel, role=role,
+        name=name,
+        file=rel,
+        role=role,
         inputs=tuple(TensorMeta(n, t, s) for n, (t, s) in model.inputs.items()),
         outputs=tuple(TensorMeta(n, t, s) for n, (t, s) in model.outputs.items()),
-    )  # fmt: skip
+    )
 
 
 def _check_cascade(small: ModelFile, large: ModelFile) -> None:
@@ -415,27 +438,44 @@ def kubernetes_manifests(m: Manifest, model_bytes: int = 0) -> dict[str, dict[st
     # ONNX Runtime holds about 2-3x the file in memory per session; 256 MiB for Python and the rest.
     memory_mi = 256 + math.ceil(3 * model_bytes * m.threads.instances / 2**20)
     probes = {
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                           "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
-                          "periodSeconds": 10, "initialDelaySeconds": 10},
-    }  # fmt: skip
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": "http"},
+            "periodSeconds": 5,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 10,
+            "initialDelaySeconds": 10,
+        },
+    }
     container = {
         "name": "serving",
         "image": image,
         "ports": [{"name": "http", "containerPort": PORT}],
-        "env": [{"name": "SERVING_TOKEN", "valueFrom": {"secretKeyRef": {
-            "name": f"{m.name}-token", "key": "token", "optional": True}}}],
+        "env": [
+            {
+                "name": "SERVING_TOKEN",
+                "valueFrom": {
+                    "secretKeyRef": {"name": f"{m.name}-token", "key": "token", "optional": True}
+                },
+            }
+        ],
         **probes,
         "resources": {
             "requests": {"cpu": str(cpus), "memory": f"{memory_mi}Mi"},
             "limits": {"cpu": str(cpus), "memory": f"{2 * memory_mi}Mi"},
         },
-        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
-                            "readOnlyRootFilesystem": True},
-    }  # fmt: skip
-    scrape = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT),
-              "prometheus.io/path": "/metrics"}  # fmt: skip
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+        },
+    }
+    scrape = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(PORT),
+        "prometheus.io/path": "/metrics",
+    }
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -470,28 +510,43 @@ def kubernetes_manifests(m: Manifest, model_bytes: int = 0) -> dict[str, dict[st
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": m.name},
             "minReplicas": 1,
             "maxReplicas": _max_replicas(m),
-            "metrics": [{"type": "Resource", "resource": {
-                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                }
+            ],
         },
-    }  # fmt: skip
+    }
     inference_service = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {"name": m.name, "labels": labels,
-                     "annotations": {"serving.kserve.io/enable-prometheus-scraping": "true"}},
-        "spec": {"predictor": {
-            "minReplicas": 1,
-            "maxReplicas": _max_replicas(m),
-            "scaleMetric": "cpu",
-            "scaleTarget": 70,
-            "containers": [{**container, "name": "kserve-container",
-                            "ports": [{"containerPort": PORT, "protocol": "TCP"}],
-                            "readinessProbe": {"httpGet": {"path": "/v2/health/ready",
-                                                           "port": PORT}},
-                            "livenessProbe": {"httpGet": {"path": "/v2/health/live",
-                                                          "port": PORT}}}],
-        }},
-    }  # fmt: skip
+        "metadata": {
+            "name": m.name,
+            "labels": labels,
+            "annotations": {"serving.kserve.io/enable-prometheus-scraping": "true"},
+        },
+        "spec": {
+            "predictor": {
+                "minReplicas": 1,
+                "maxReplicas": _max_replicas(m),
+                "scaleMetric": "cpu",
+                "scaleTarget": 70,
+                "containers": [
+                    {
+                        **container,
+                        "name": "kserve-container",
+                        "ports": [{"containerPort": PORT, "protocol": "TCP"}],
+                        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": PORT}},
+                        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}},
+                    }
+                ],
+            }
+        },
+    }
     return {
         "deployment.yaml": deployment,
         "service.yaml": service,
@@ -506,45 +561,61 @@ def alert_rules(m: Manifest) -> dict[str, Any]:
     title = "".join(part.capitalize() for part in m.name.replace("_", "-").split("-"))
     rules: list[dict[str, Any]] = []
     if m.slo.p99_ms is not None:
-        rules.append({
-            "alert": f"{title}P99OverSLO",
-            "expr": f"histogram_quantile(0.99, sum by (le) (rate(serving_request_seconds_bucket"
-                    f"{{{sel}}}[5m]))) > {m.slo.p99_ms / 1000:g}",
-            "for": "10m",
-            "labels": {"severity": "page"},
-            "annotations": {"summary": f"{m.name}: p99 latency above the {m.slo.p99_ms:g} ms SLO",
-                            "description": "p99 of the server-side request time over 5 minutes "
-                                           "(from histogram buckets, an estimate)."},
-        })  # fmt: skip
+        rules.append(
+            {
+                "alert": f"{title}P99OverSLO",
+                "expr": f"histogram_quantile(0.99, sum by (le) (rate(serving_request_seconds_bucket"
+                f"{{{sel}}}[5m]))) > {m.slo.p99_ms / 1000:g}",
+                "for": "10m",
+                "labels": {"severity": "page"},
+                "annotations": {
+                    "summary": f"{m.name}: p99 latency above the {m.slo.p99_ms:g} ms SLO",
+                    "description": "p99 of the server-side request time over 5 minutes "
+                    "(from histogram buckets, an estimate).",
+                },
+            }
+        )
     if m.cost.monthly_budget_usd is not None:
         budget = m.cost.monthly_budget_usd
         if m.cost.instance_usd_per_h is not None:
-            rules.append({
-                "alert": f"{title}ReplicaCostOverBudget",
-                "expr": f"sum(serving_instance_usd_per_hour{{{sel}}}) * {HOURS_PER_MONTH:.1f} "
-                        f"> {budget:g}",
-                "for": "30m",
-                "labels": {"severity": "ticket"},
-                "annotations": {"summary": f"{m.name}: running replicas cost more than the "
-                                           f"{budget:g} USD monthly budget at this rate"},
-            })  # fmt: skip
+            rules.append(
+                {
+                    "alert": f"{title}ReplicaCostOverBudget",
+                    "expr": f"sum(serving_instance_usd_per_hour{{{sel}}}) * {HOURS_PER_MONTH:.1f} "
+                    f"> {budget:g}",
+                    "for": "30m",
+                    "labels": {"severity": "ticket"},
+                    "annotations": {
+                        "summary": f"{m.name}: running replicas cost more than the "
+                        f"{budget:g} USD monthly budget at this rate"
+                    },
+                }
+            )
         if m.cost.usd_per_million is not None:
-            rules.append({
-                "alert": f"{title}PredictionCostOverBudget",
-                "expr": f"sum(rate(serving_cost_usd_total{{{sel}}}[1h])) * 3600 * "
-                        f"{HOURS_PER_MONTH:.1f} > {budget:g}",
-                "for": "1h",
-                "labels": {"severity": "ticket"},
-                "annotations": {"summary": f"{m.name}: traffic x cost per prediction projects "
-                                           f"above the {budget:g} USD monthly budget"},
-            })  # fmt: skip
-    rules.append({
-        "alert": f"{title}Overloaded",
-        "expr": f'sum(rate(serving_failures_total{{{sel},reason="overloaded"}}[5m])) > 0',
-        "for": "5m",
-        "labels": {"severity": "ticket"},
-        "annotations": {"summary": f"{m.name}: requests refused with 503 (queue full); scale out"},
-    })  # fmt: skip
+            rules.append(
+                {
+                    "alert": f"{title}PredictionCostOverBudget",
+                    "expr": f"sum(rate(serving_cost_usd_total{{{sel}}}[1h])) * 3600 * "
+                    f"{HOURS_PER_MONTH:.1f} > {budget:g}",
+                    "for": "1h",
+                    "labels": {"severity": "ticket"},
+                    "annotations": {
+                        "summary": f"{m.name}: traffic x cost per prediction projects "
+                        f"above the {budget:g} USD monthly budget"
+                    },
+                }
+            )
+    rules.append(
+        {
+            "alert": f"{title}Overloaded",
+            "expr": f'sum(rate(serving_failures_total{{{sel},reason="overloaded"}}[5m])) > 0',
+            "for": "5m",
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": f"{m.name}: requests refused with 503 (queue full); scale out"
+            },
+        }
+    )
     return {"groups": [{"name": f"{m.name}-serving", "rules": rules}]}
 
 
@@ -553,13 +624,15 @@ def ray_serve_config(m: Manifest) -> dict[str, Any]:
     return {
         "proxy_location": "HeadOnly",
         "http_options": {"host": "127.0.0.1", "port": 8000},
-        "applications": [{
-            "name": m.name,
-            "route_prefix": "/",
-            "import_path": "serving.ray_app:app_builder",
-            "args": {"bundles": ["."]},
-        }],
-    }  # fmt: skip
+        "applications": [
+            {
+                "name": m.name,
+                "route_prefix": "/",
+                "import_path": "serving.ray_app:app_builder",
+                "args": {"bundles": ["."]},
+            }
+        ],
+    }
 
 
 def readme(m: Manifest) -> str:
@@ -600,7 +673,10 @@ def _write_tar(folder: Path) -> Path:
         for path in sorted(folder.rglob("*")):
             if "__pycache__" in path.parts:
                 continue
-            tar.add(path, arcname=f"{folder.name}/{path.relative_to(folder).as_posix()}",
-                    recursive=False)  # fmt: skip
+            tar.add(
+                path,
+                arcname=f"{folder.name}/{path.relative_to(folder).as_posix()}",
+                recursive=False,
+            )
     os.replace(tmp, archive)
     return archive

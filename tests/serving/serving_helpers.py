@@ -23,8 +23,14 @@ REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60
 
 
-def linear_onnx(path: Path, in_dim: int = 8, classes: int = 4, seed: int = 0, scale: float = 1.0,
-                in_shape: tuple[int, ...] | None = None) -> Path:  # fmt: skip
+def linear_onnx(
+    path: Path,
+    in_dim: int = 8,
+    classes: int = 4,
+    seed: int = 0,
+    scale: float = 1.0,
+    in_shape: tuple[int, ...] | None = None,
+) -> Path:
     """``logits = reshape(x, [-1, in_dim]) @ W + b``: a classifier of ``classes`` classes."""
     rng = np.random.default_rng(seed)
     w = (rng.standard_normal((in_dim, classes)) * scale).astype(np.float32)
@@ -41,11 +47,12 @@ def linear_onnx(path: Path, in_dim: int = 8, classes: int = 4, seed: int = 0, sc
         numpy_helper.from_array(b, "b"),
     ]
     graph = helper.make_graph(
-        nodes, path.stem,
+        nodes,
+        path.stem,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *shape])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", classes])],
         inits,
-    )  # fmt: skip
+    )
     return _save(graph, path)
 
 
@@ -58,11 +65,12 @@ def slow_onnx(path: Path, dim: int = 256, depth: int = 60) -> Path:
         nodes.append(helper.make_node("MatMul", [prev, "W"], [out]))
         prev = out
     graph = helper.make_graph(
-        nodes, path.stem,
+        nodes,
+        path.stem,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", dim])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", dim])],
         [numpy_helper.from_array(w, "W")],
-    )  # fmt: skip
+    )
     return _save(graph, path)
 
 
@@ -70,11 +78,12 @@ def embedding_onnx(path: Path, vocab: int = 10, dim: int = 4) -> Path:
     """``Gather`` of int64 ids: an id outside ``[0, vocab)`` makes ONNX Runtime fail the call."""
     table = np.arange(vocab * dim, dtype=np.float32).reshape(vocab, dim)
     graph = helper.make_graph(
-        [helper.make_node("Gather", ["table", "ids"], ["output"])], path.stem,
+        [helper.make_node("Gather", ["table", "ids"], ["output"])],
+        path.stem,
         [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", "seq", dim])],
         [numpy_helper.from_array(table, "table")],
-    )  # fmt: skip
+    )
     return _save(graph, path)
 
 
@@ -111,8 +120,13 @@ class Server:
         lines = self.log_path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.startswith("{")]
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -145,16 +159,25 @@ class Server:
             return self.proc.wait(10)
 
 
-def start_server(bundles: list[Path], log_path: Path, *args: str, python: str = sys.executable,
-                 cwd: Path | None = None, env: dict | None = None) -> Server:  # fmt: skip
+def start_server(
+    bundles: list[Path],
+    log_path: Path,
+    *args: str,
+    python: str = sys.executable,
+    cwd: Path | None = None,
+    env: dict | None = None,
+) -> Server:
     """Start the server on a free port (``--port 0``), wait until every model is ready."""
     if env is None:
         env = dict(os.environ, PYTHONPATH=str(REPO))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [python, "-m", "serving", *map(str, bundles), "--port", "0", *args],
-            stdout=log, stderr=subprocess.STDOUT, cwd=cwd or REPO, env=env,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd or REPO,
+            env=env,
+        )
     deadline = time.monotonic() + START_TIMEOUT_S
     port = None
     while time.monotonic() < deadline:
@@ -184,12 +207,19 @@ def serving(bundles: list[Path], log_path: Path, *args: str, **kwargs) -> Iterat
         server.stop()
 
 
-def infer_json(server: Server, model: str, x: np.ndarray, name: str = "input",
-               datatype: str = "FP32", **extra) -> tuple[int, dict, dict]:  # fmt: skip
-    body = {"inputs": [{"name": name, "shape": list(x.shape), "datatype": datatype,
-                        "data": x.ravel().tolist()}], **extra}  # fmt: skip
+def infer_json(
+    server: Server, model: str, x: np.ndarray, name: str = "input", datatype: str = "FP32", **extra
+) -> tuple[int, dict, dict]:
+    body = {
+        "inputs": [
+            {"name": name, "shape": list(x.shape), "datatype": datatype, "data": x.ravel().tolist()}
+        ],
+        **extra,
+    }
     status, headers, raw = server.request(
-        "POST", f"/v2/models/{model}/infer", json.dumps(body).encode(),
+        "POST",
+        f"/v2/models/{model}/infer",
+        json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     return status, headers, json.loads(raw)

@@ -39,8 +39,12 @@ def _run(batcher: Batcher, coro_factory):
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_concurrent_requests_share_batches_and_get_their_own_rows(models_dir, mode):
-    b = _batcher(models_dir / "lin.onnx", max_batch_rows=16, inline_below_s=MODES[mode],
-                 instances=2 if mode == "threads" else 1)  # fmt: skip
+    b = _batcher(
+        models_dir / "lin.onnx",
+        max_batch_rows=16,
+        inline_below_s=MODES[mode],
+        instances=2 if mode == "threads" else 1,
+    )
     rng = np.random.default_rng(0)
     xs = [rng.standard_normal((1 + i % 4, 8)).astype(np.float32) for i in range(40)]
 
@@ -50,8 +54,12 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows(models_dir, mo
     results = _run(b, go)
     assert b.inline is (mode == "inline")
     for x, (out, queue_s) in zip(xs, results):
-        np.testing.assert_allclose(out["output"], reference(models_dir / "lin.onnx",
-                                   {"input": x})["output"], rtol=1e-5, atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(
+            out["output"],
+            reference(models_dir / "lin.onnx", {"input": x})["output"],
+            rtol=1e-5,
+            atol=1e-6,
+        )
         assert queue_s >= 0
     runs = b.metrics.batch_rows.values[("m",)]
     assert runs[-1] < len(xs), "requests were never packed together"
@@ -64,8 +72,12 @@ def test_a_request_larger_than_a_batch_is_split_into_full_batches(models_dir):
     b = _batcher(models_dir / "lin.onnx", max_batch_rows=4)
     x = np.random.default_rng(1).standard_normal((10, 8)).astype(np.float32)
     out, _ = _run(b, lambda: b.submit({"input": x}, 10, arrived=False))
-    np.testing.assert_allclose(out["output"], reference(models_dir / "lin.onnx", {"input": x})[
-        "output"], rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        out["output"],
+        reference(models_dir / "lin.onnx", {"input": x})["output"],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     runs = b.metrics.batch_rows.values[("m",)]
     assert runs[-1] == 3 and runs[-2] == 10  # 4 + 4 + 2
 
@@ -77,14 +89,16 @@ def test_inputs_with_different_non_batch_sizes_never_share_a_run(models_dir):
 
     async def go():
         return await asyncio.gather(
-            b.submit({"ids": short}, 1, arrived=False), b.submit({"ids": long}, 1, arrived=False),
+            b.submit({"ids": short}, 1, arrived=False),
+            b.submit({"ids": long}, 1, arrived=False),
             b.submit({"ids": short + 1}, 1, arrived=False),
-        )  # fmt: skip
+        )
 
     (a, _), (c, _), (d, _) = _run(b, go)
     assert a["output"].shape == (1, 3, 4) and c["output"].shape == (1, 5, 4)
-    np.testing.assert_array_equal(d["output"], reference(models_dir / "emb.onnx",
-                                                         {"ids": short + 1})["output"])  # fmt: skip
+    np.testing.assert_array_equal(
+        d["output"], reference(models_dir / "emb.onnx", {"ids": short + 1})["output"]
+    )
     runs = b.metrics.batch_rows.values[("m",)]
     assert runs[-1] == 2  # the two short requests together, the long one alone
 
@@ -96,9 +110,11 @@ def test_a_failing_request_does_not_fail_its_batch_mates(models_dir):
 
     async def go():
         return await asyncio.gather(
-            b.submit({"ids": good}, 1, arrived=False), b.submit({"ids": bad}, 1, arrived=False),
-            b.submit({"ids": good + 1}, 1, arrived=False), return_exceptions=True,
-        )  # fmt: skip
+            b.submit({"ids": good}, 1, arrived=False),
+            b.submit({"ids": bad}, 1, arrived=False),
+            b.submit({"ids": good + 1}, 1, arrived=False),
+            return_exceptions=True,
+        )
 
     first, failed, third = _run(b, go)
     assert isinstance(failed, Exception) and "indices" in str(failed).lower()
@@ -113,9 +129,10 @@ def test_a_full_queue_raises_overloaded_with_a_retry_hint(models_dir):
 
     async def go():
         return await asyncio.gather(
-            b.submit({"input": x3}, 3, arrived=False), b.submit({"input": x2}, 2, arrived=False),
+            b.submit({"input": x3}, 3, arrived=False),
+            b.submit({"input": x2}, 2, arrived=False),
             return_exceptions=True,
-        )  # fmt: skip
+        )
 
     ok, refused = _run(b, go)
     assert ok[0]["output"].shape == (3, 4)
@@ -132,8 +149,9 @@ COMPUTE_BOUND = Warmup(seconds_1=1e-2, seconds_max=0.33, max_rows=32)  # it does
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_no_wait_when_nothing_else_is_in_flight(models_dir, mode):
-    b = _batcher(models_dir / "lin.onnx", CHEAP_BATCHES, max_delay_s=1.0,
-                 inline_below_s=MODES[mode])  # fmt: skip
+    b = _batcher(
+        models_dir / "lin.onnx", CHEAP_BATCHES, max_delay_s=1.0, inline_below_s=MODES[mode]
+    )
     x = np.ones((1, 8), np.float32)
 
     async def sequential():

@@ -82,8 +82,11 @@ def test_metrics_render_valid_prometheus_text():
     m.failures.inc(('we"ird\\', "x"))
     families = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
     assert families["serving_requests"].samples[0].value == 3
-    buckets = {s.labels["le"]: s.value for s in families["serving_request_seconds"].samples
-               if s.name.endswith("_bucket")}  # fmt: skip
+    buckets = {
+        s.labels["le"]: s.value
+        for s in families["serving_request_seconds"].samples
+        if s.name.endswith("_bucket")
+    }
     assert buckets["0.0025"] == 0 and buckets["0.005"] == 1 and buckets["+Inf"] == 2
     assert (
         families["serving_energy_joules_per_prediction"].samples[0].labels["method"] == "measured"

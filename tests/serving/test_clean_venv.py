@@ -11,8 +11,13 @@ import pytest
 import tritonclient.http as triton
 from serving_helpers import export_bundle, reference, serving
 
-NETWORK_HINTS = ("Could not find a version", "No matching distribution", "Failed to establish",
-                 "Temporary failure in name resolution", "Network is unreachable")  # fmt: skip
+NETWORK_HINTS = (
+    "Could not find a version",
+    "No matching distribution",
+    "Failed to establish",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+)
 
 
 @pytest.mark.slow
@@ -24,14 +29,20 @@ def test_a_bundle_serves_from_a_clean_virtualenv_with_only_its_requirements(mode
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     install = subprocess.run(
         [python, "-m", "pip", "install", "-q", "-r", str(bundle / "requirements.txt")],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     if install.returncode and any(hint in install.stderr for hint in NETWORK_HINTS):
-        pytest.skip(f"no package index reachable to install the bundle's requirements: "
-                    f"{install.stderr.strip().splitlines()[-1]}")  # fmt: skip
+        pytest.skip(
+            f"no package index reachable to install the bundle's requirements: "
+            f"{install.stderr.strip().splitlines()[-1]}"
+        )
     assert install.returncode == 0, install.stderr
-    probe = subprocess.run([python, "-c", "import workbench"], capture_output=True, env=env,
-                           cwd=bundle, timeout=60)  # fmt: skip
+    probe = subprocess.run(
+        [python, "-c", "import workbench"], capture_output=True, env=env, cwd=bundle, timeout=60
+    )
     assert probe.returncode != 0, "the clean virtualenv must not see the workbench"
 
     with serving([bundle], tmp_path / "log", python=python, cwd=bundle, env=env) as server:

@@ -72,9 +72,11 @@ def test_keep_alive_and_pipelined_requests_are_answered_in_order():
     async def go():
         server, port, _ = await _server()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /slow/1 HTTP/1.1\r\nHost: x\r\n\r\n"
-                     b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-                     b"GET /c%20d HTTP/1.1\r\nHost: x\r\n\r\n")  # fmt: skip
+        writer.write(
+            b"GET /slow/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            b"GET /c%20d HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         answers = [await _read_response(reader) for _ in range(3)]
         writer.close()
         await server.shutdown(1)
@@ -89,11 +91,14 @@ def test_chunked_body_and_expect_100_continue():
     async def go():
         server, port, _ = await _server()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")  # fmt: skip
+        writer.write(
+            b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        )
         chunked = await _read_response(reader)
-        writer.write(b"POST /y HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
-                     b"Expect: 100-continue\r\n\r\n")  # fmt: skip
+        writer.write(
+            b"POST /y HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+        )
         interim = await reader.readuntil(b"\r\n\r\n")
         writer.write(b"ok")
         final = await _read_response(reader)

@@ -20,8 +20,10 @@ INSTALLER = REPO.parent / "shared" / "tools" / "get-perf-analyzer"
 
 
 def _perf_analyzer() -> str:
-    candidates = [os.environ.get("PERF_ANALYZER"),
-                  str(Path.home() / ".cache" / "perf-analyzer" / "perf_analyzer.sh")]  # fmt: skip
+    candidates = [
+        os.environ.get("PERF_ANALYZER"),
+        str(Path.home() / ".cache" / "perf-analyzer" / "perf_analyzer.sh"),
+    ]
     for path in candidates:
         if path and Path(path).is_file():
             return path
@@ -42,12 +44,32 @@ def test_perf_analyzer_drives_the_runtime(models_dir, tmp_path, tensors):
     formats = ["--input-tensor-format", "json", "--output-tensor-format", "json"]
     with serving([bundle], tmp_path / "log") as server:
         done = subprocess.run(
-            [tool, "-m", "lin", "-u", server.url, "-i", "http", "--concurrency-range", "2",
-             "--input-data", str(data), "--measurement-mode", "count_windows",
-             "--measurement-request-count", "200", "-s", "50", "--max-trials", "5",
-             *(formats if tensors == "json" else [])],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                tool,
+                "-m",
+                "lin",
+                "-u",
+                server.url,
+                "-i",
+                "http",
+                "--concurrency-range",
+                "2",
+                "--input-data",
+                str(data),
+                "--measurement-mode",
+                "count_windows",
+                "--measurement-request-count",
+                "200",
+                "-s",
+                "50",
+                "--max-trials",
+                "5",
+                *(formats if tensors == "json" else []),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         throughput = float(re.search(r"Throughput: ([\d.]+) infer/sec", done.stdout).group(1))
         assert throughput > 0

@@ -24,8 +24,12 @@ def _binary(doc: dict, *arrays: np.ndarray) -> tuple[bytes, int]:
 
 def test_json_flat_and_nested_data_decode_to_the_same_arrays():
     x = {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}
-    mask = {"name": "mask", "shape": [2, 3], "datatype": "BOOL",
-            "data": [True, False, True, True, True, False]}  # fmt: skip
+    mask = {
+        "name": "mask",
+        "shape": [2, 3],
+        "datatype": "BOOL",
+        "data": [True, False, True, True, True, False],
+    }
     flat = {"inputs": [x, mask], "id": "7", "parameters": {"binary_data_output": True}}
     nested = json.loads(json.dumps(flat))
     nested["inputs"][0]["data"] = [[1, 2, 3], [4, 5, 6]]
@@ -39,12 +43,23 @@ def test_json_flat_and_nested_data_decode_to_the_same_arrays():
 def test_binary_tensors_decode_in_input_order():
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     mask = np.array([[1, 0, 1], [0, 1, 0]], dtype=bool)
-    doc = {"inputs": [
-        {"name": "x", "shape": [2, 3], "datatype": "FP32",
-         "parameters": {"binary_data_size": 24}},
-        {"name": "mask", "shape": [2, 3], "datatype": "BOOL",
-         "parameters": {"binary_data_size": 6}},
-    ], "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}  # fmt: skip
+    doc = {
+        "inputs": [
+            {
+                "name": "x",
+                "shape": [2, 3],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": 24},
+            },
+            {
+                "name": "mask",
+                "shape": [2, 3],
+                "datatype": "BOOL",
+                "parameters": {"binary_data_size": 6},
+            },
+        ],
+        "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+    }
     body, length = _binary(doc, x, mask)
     req = decode_infer(body, length, SIG)
     np.testing.assert_array_equal(req.inputs["x"], x)
@@ -53,10 +68,14 @@ def test_binary_tensors_decode_in_input_order():
 
 
 def test_a_header_length_equal_to_the_body_means_plain_json():
-    body = orjson.dumps({"inputs": [
-        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
-        {"name": "mask", "shape": [1, 3], "datatype": "BOOL", "data": [1, 1, 1]},
-    ]})  # fmt: skip
+    body = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+                {"name": "mask", "shape": [1, 3], "datatype": "BOOL", "data": [1, 1, 1]},
+            ]
+        }
+    )
     assert decode_infer(body, len(body), SIG).rows == 1  # perf_analyzer sends it in JSON mode
 
 
@@ -110,10 +129,13 @@ def test_bad_requests_name_the_problem(inputs, phrase):
 
 
 def test_request_id_must_be_a_string():
-    body = {"id": 5, "inputs": [
-        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
-        {"name": "mask", "shape": [1, 3], "datatype": "BOOL", "data": [1, 1, 1]},
-    ]}  # fmt: skip
+    body = {
+        "id": 5,
+        "inputs": [
+            {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+            {"name": "mask", "shape": [1, 3], "datatype": "BOOL", "data": [1, 1, 1]},
+        ],
+    }
     with pytest.raises(ProtocolError, match="'id' must be a string"):
         decode_infer(orjson.dumps(body), None, SIG)
 
@@ -124,10 +146,13 @@ def test_header_longer_than_body_is_refused():
 
 
 def _request(**kwargs):
-    body = {"inputs": [
-        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
-        {"name": "mask", "shape": [1, 3], "datatype": "BOOL", "data": [1, 1, 1]},
-    ], **kwargs}  # fmt: skip
+    body = {
+        "inputs": [
+            {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+            {"name": "mask", "shape": [1, 3], "datatype": "BOOL", "data": [1, 1, 1]},
+        ],
+        **kwargs,
+    }
     return decode_infer(orjson.dumps(body), None, SIG)
 
 

@@ -20,18 +20,22 @@ def bundles(models_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles")
     return {
         "lin": export_bundle(
-            models_dir / "lin.onnx", out / "lin", name="lin",
+            models_dir / "lin.onnx",
+            out / "lin",
+            name="lin",
             batching={"max_batch_rows": 32, "max_delay_ms": 5.0},
         ),
         "cached": export_bundle(
             models_dir / "lin.onnx", out / "cached", name="lin-cached", cache={"enabled": True}
         ),
         "cascade": export_bundle(
-            None, out / "cascade", name="casc",
+            None,
+            out / "cascade",
+            name="casc",
             cascade=(models_dir / "small.onnx", models_dir / "large.onnx", 0.8),
         ),
         "emb": export_bundle(models_dir / "emb.onnx", out / "emb", name="emb"),
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +86,10 @@ def test_metadata_readiness_and_triton_config(server, client):
 
 def test_nested_json_data_and_flat_data_give_the_same_answer(server, models_dir):
     x = np.arange(16, dtype=np.float32).reshape(2, 8) / 10
-    nested = {"inputs": [{"name": "input", "shape": [2, 8], "datatype": "FP32",
-                          "data": x.tolist()}], "id": "n1"}  # fmt: skip
+    nested = {
+        "inputs": [{"name": "input", "shape": [2, 8], "datatype": "FP32", "data": x.tolist()}],
+        "id": "n1",
+    }
     status, _, raw = server.request("POST", "/v2/models/lin/infer", json.dumps(nested).encode())
     assert status == 200
     doc = json.loads(raw)
@@ -134,8 +140,9 @@ def test_a_request_bigger_than_the_batch_limit_is_split_and_reassembled(server, 
     status, _, doc = infer_json(server, "lin", x)
     assert status == 200
     got = np.array(doc["outputs"][0]["data"], dtype=np.float32).reshape(100, 4)
-    np.testing.assert_allclose(got, reference(models_dir / "lin.onnx", {"input": x})["output"],
-                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        got, reference(models_dir / "lin.onnx", {"input": x})["output"], rtol=1e-5, atol=1e-5
+    )
     assert server.metric("serving_batch_rows_count", model="lin") - before >= 4  # 32+32+32+4
     assert server.metric("serving_batch_rows_bucket", model="lin", le="32.0") == server.metric(
         "serving_batch_rows_count", model="lin"
@@ -187,26 +194,50 @@ def _post(server, model, body, headers=None):
 GOOD = {"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.0] * 8}
 BAD_REQUESTS = {
     "wrong shape": (
-        "lin", {"inputs": [{**GOOD, "shape": [1, 7], "data": [0.0] * 7}]}, 400,
+        "lin",
+        {"inputs": [{**GOOD, "shape": [1, 7], "data": [0.0] * 7}]},
+        400,
         "has shape [1, 7]; model 'lin' takes [-1, 8]",
     ),
-    "wrong datatype": ("lin", {"inputs": [{**GOOD, "datatype": "FP64"}]}, 400,
-                       "datatype 'FP64'; model 'lin' takes FP32"),
-    "wrong tensor name": ("lin", {"inputs": [{**GOOD, "name": "pixels"}]}, 400,
-                          "no input 'pixels'; its inputs are ['input']"),
-    "data count": ("lin", {"inputs": [{**GOOD, "data": [0.0] * 9}]}, 400,
-                   "(8 values) but its data holds 9"),
-    "not numbers": ("lin", {"inputs": [{**GOOD, "data": ["a"] * 8}]}, 400,
-                    "data is not a FP32 array"),
+    "wrong datatype": (
+        "lin",
+        {"inputs": [{**GOOD, "datatype": "FP64"}]},
+        400,
+        "datatype 'FP64'; model 'lin' takes FP32",
+    ),
+    "wrong tensor name": (
+        "lin",
+        {"inputs": [{**GOOD, "name": "pixels"}]},
+        400,
+        "no input 'pixels'; its inputs are ['input']",
+    ),
+    "data count": (
+        "lin",
+        {"inputs": [{**GOOD, "data": [0.0] * 9}]},
+        400,
+        "(8 values) but its data holds 9",
+    ),
+    "not numbers": (
+        "lin",
+        {"inputs": [{**GOOD, "data": ["a"] * 8}]},
+        400,
+        "data is not a FP32 array",
+    ),
     "no inputs": ("lin", {"outputs": []}, 400, "non-empty 'inputs' list"),
-    "unknown output": ("lin", {"inputs": [GOOD], "outputs": [{"name": "probs"}]}, 400,
-                       "no output 'probs'"),
+    "unknown output": (
+        "lin",
+        {"inputs": [GOOD], "outputs": [{"name": "probs"}]},
+        400,
+        "no output 'probs'",
+    ),
     "unknown model": ("nope", {"inputs": [GOOD]}, 404, "unknown model 'nope'"),
     "int64 out of range": (
-        "emb", {"inputs": [{"name": "ids", "shape": [1, 2], "datatype": "INT64",
-                            "data": [1, 99]}]}, 400, "failed on this input",
+        "emb",
+        {"inputs": [{"name": "ids", "shape": [1, 2], "datatype": "INT64", "data": [1, 99]}]},
+        400,
+        "failed on this input",
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
@@ -233,11 +264,23 @@ def test_malformed_json_oversized_body_and_unknown_version(server):
 
 
 def test_binary_body_with_wrong_sizes_is_refused(server):
-    head = json.dumps({"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32",
-                                   "parameters": {"binary_data_size": 32}}]}).encode()  # fmt: skip
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, 8],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 32},
+                }
+            ]
+        }
+    ).encode()
     body = head + np.zeros(8, np.float32).tobytes()[:20]
-    headers = {"Inference-Header-Content-Length": str(len(head)),
-               "Content-Type": "application/octet-stream"}  # fmt: skip
+    headers = {
+        "Inference-Header-Content-Length": str(len(head)),
+        "Content-Type": "application/octet-stream",
+    }
     status, _, raw = _post(server, "lin", body, headers)
     assert status == 400 and "binary_data_size" in json.loads(raw)["error"]
 
@@ -259,8 +302,17 @@ def test_metrics_expose_every_series_in_valid_prometheus_format(server):
     _, headers, body = server.request("GET", "/metrics")
     assert headers["content-type"].startswith("text/plain")
     names = {f.name for f in text_string_to_metric_families(body.decode())}
-    for want in ("serving_requests", "serving_failures", "serving_request_seconds",
-                 "serving_queue_seconds", "serving_compute_seconds", "serving_batch_rows",
-                 "serving_queue_rows", "serving_cache_hits", "serving_escalated_rows",
-                 "serving_escalation_ratio", "serving_predictions"):  # fmt: skip
+    for want in (
+        "serving_requests",
+        "serving_failures",
+        "serving_request_seconds",
+        "serving_queue_seconds",
+        "serving_compute_seconds",
+        "serving_batch_rows",
+        "serving_queue_rows",
+        "serving_cache_hits",
+        "serving_escalated_rows",
+        "serving_escalation_ratio",
+        "serving_predictions",
+    ):
         assert want in names, want

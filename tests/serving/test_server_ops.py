@@ -49,9 +49,11 @@ def test_bearer_token_guards_everything_but_health(lin_bundle, tmp_path):
 
 def test_overload_answers_503_with_retry_after_and_keeps_serving(models_dir, tmp_path):
     bundle = export_bundle(
-        models_dir / "slow.onnx", tmp_path / "slow", name="slow",
+        models_dir / "slow.onnx",
+        tmp_path / "slow",
+        name="slow",
         batching={"max_batch_rows": 1, "max_queue_rows": 2},
-    )  # fmt: skip
+    )
     callers = 24
     start = threading.Barrier(callers)
     results: list[tuple[int, dict, dict]] = []
@@ -82,10 +84,12 @@ def test_overload_answers_503_with_retry_after_and_keeps_serving(models_dir, tmp
 
 def test_sigterm_under_load_finishes_every_accepted_request(models_dir, tmp_path):
     bundle = export_bundle(
-        models_dir / "slow.onnx", tmp_path / "slow", name="slow",
+        models_dir / "slow.onnx",
+        tmp_path / "slow",
+        name="slow",
         batching={"max_batch_rows": 4, "max_delay_ms": 1.0},
         threads={"instances": 2, "inline_below_ms": 0},  # worker threads, two sessions
-    )  # fmt: skip
+    )
     server = None
     try:
         from serving_helpers import start_server
@@ -168,8 +172,11 @@ def test_a_damaged_bundle_is_refused_at_start_naming_the_file(lin_bundle, tmp_pa
         phrase = "is a pickle"
     out = subprocess.run(
         [sys.executable, "-m", "serving", str(bundle), "--port", "0"],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert out.returncode == 2
     error = json.loads(out.stderr.strip().splitlines()[-1])["error"]
     assert phrase in error

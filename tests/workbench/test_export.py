@@ -26,13 +26,15 @@ def _classifier(path: Path, in_shape: tuple[int, ...], classes: int = 3, seed: i
     rng = np.random.default_rng(seed)
     n = int(np.prod(in_shape))
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["input"], ["flat"]),
-         helper.make_node("MatMul", ["flat", "W"], ["output"])],
+        [
+            helper.make_node("Flatten", ["input"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "W"], ["output"]),
+        ],
         path.stem,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *in_shape])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", classes])],
         [numpy_helper.from_array(rng.standard_normal((n, classes)).astype(np.float32), "W")],
-    )  # fmt: skip
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -46,20 +48,37 @@ def demo_bundle(tmp_path_factory):
     measured = profile("digits-mlp", iterations=30, max_seconds=2, operators=False, store=False)
     out = tmp_path_factory.mktemp("export") / "digits-mlp"
     info = export(
-        "digits-mlp", out, slo_p99_ms=15, monthly_budget_usd=200, instance_usd_per_h=0.1,
-        profile=measured, cache=True, threads=1, tar=True,
-    )  # fmt: skip
+        "digits-mlp",
+        out,
+        slo_p99_ms=15,
+        monthly_budget_usd=200,
+        instance_usd_per_h=0.1,
+        profile=measured,
+        cache=True,
+        threads=1,
+        tar=True,
+    )
     return info, measured
 
 
 def test_a_demo_model_bundle_holds_every_part(demo_bundle):
     info = demo_bundle[0]
     root = info.path
-    for rel in ("models/digits-mlp.onnx", "manifest.json", "SHA256SUMS", "requirements.txt",
-                "Dockerfile", "README.md", "serving/__main__.py", "deploy/ray/serve.yaml",
-                "deploy/kubernetes/deployment.yaml", "deploy/kubernetes/service.yaml",
-                "deploy/kubernetes/hpa.yaml", "deploy/kubernetes/inferenceservice.yaml",
-                "deploy/prometheus/alerts.yaml"):  # fmt: skip
+    for rel in (
+        "models/digits-mlp.onnx",
+        "manifest.json",
+        "SHA256SUMS",
+        "requirements.txt",
+        "Dockerfile",
+        "README.md",
+        "serving/__main__.py",
+        "deploy/ray/serve.yaml",
+        "deploy/kubernetes/deployment.yaml",
+        "deploy/kubernetes/service.yaml",
+        "deploy/kubernetes/hpa.yaml",
+        "deploy/kubernetes/inferenceservice.yaml",
+        "deploy/prometheus/alerts.yaml",
+    ):
         assert (root / rel).is_file(), rel
     source = Path(serving.__file__).parent
     for py in source.glob("*.py"):
@@ -143,17 +162,30 @@ def test_the_archive_unpacks_to_the_same_verified_bundle(demo_bundle, tmp_path):
 def test_profile_figures_come_from_a_stored_run(tmp_path, db_path):
     with RunStore(db_path) as store:
         run_id = store.add(
-            "profile", model="m", fingerprint="f", config={"batch_size": 8, "threads": 1},
-            metrics={"latency_ms_p99": 3.0, "throughput_items_per_s": 900.0,
-                     "energy_j_per_item": 0.02, "energy_method": "measured"},
-        )  # fmt: skip
+            "profile",
+            model="m",
+            fingerprint="f",
+            config={"batch_size": 8, "threads": 1},
+            metrics={
+                "latency_ms_p99": 3.0,
+                "throughput_items_per_s": 900.0,
+                "energy_j_per_item": 0.02,
+                "energy_method": "measured",
+            },
+        )
     model = _classifier(tmp_path / "m.onnx", (4,))
     info = export(model, tmp_path / "b", profile=run_id, usd_per_million=1.5)
     assert info.manifest.profile == {
-        "run_id": run_id, "model": "m", "fingerprint": "f", "batch_size": 8, "threads": 1,
-        "latency_ms_p99": 3.0, "throughput_items_per_s": 900.0, "energy_j_per_item": 0.02,
+        "run_id": run_id,
+        "model": "m",
+        "fingerprint": "f",
+        "batch_size": 8,
+        "threads": 1,
+        "latency_ms_p99": 3.0,
+        "throughput_items_per_s": 900.0,
+        "energy_j_per_item": 0.02,
         "energy_method": "measured",
-    }  # fmt: skip
+    }
     assert info.manifest.cost.usd_per_million == 1.5 and info.manifest.cost.method == "typed in"
 
 
@@ -204,15 +236,29 @@ def test_an_existing_folder_is_kept_unless_overwrite(tmp_path):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True,
-                          text=True, env=os.environ, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=300,
+    )
 
 
 def test_cli_export_writes_a_bundle_and_reports_errors_in_one_line(tmp_path):
     model = _classifier(tmp_path / "m.onnx", (4,))
     out = tmp_path / "bundle"
-    done = _cli("export", str(model), str(out), "--slo-p99-ms", "10", "--cache", "--tar",
-                "--max-batch-rows", "16")  # fmt: skip
+    done = _cli(
+        "export",
+        str(model),
+        str(out),
+        "--slo-p99-ms",
+        "10",
+        "--cache",
+        "--tar",
+        "--max-batch-rows",
+        "16",
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote bundle 'm'" in done.stdout and "python -m serving" in done.stdout
     manifest = load_bundle(out).manifest
