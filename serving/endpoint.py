@@ -47,6 +47,7 @@ class Endpoint:
                     inter_op=m.threads.inter_op,
                     instances=m.threads.instances,
                     spinning=m.threads.spinning,
+                    typical_shapes={t.name: t.typical_shape for t in f.inputs if t.typical_shape},
                 )
                 for f in m.models
             }

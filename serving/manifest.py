@@ -58,11 +58,16 @@ class BundleError(Exception):
 
 @dataclass(frozen=True)
 class TensorMeta:
-    """One input or output: V2 datatype and shape, ``-1`` for a variable dimension."""
+    """One input or output: V2 datatype and shape, ``-1`` for a variable dimension.
+
+    ``typical_shape`` (inputs, optional) is a representative shape of one row, e.g. ``(1, 128)``
+    for a text model: warm-up measures with it, so its timings reflect real requests.
+    """
 
     name: str
     datatype: str
     shape: tuple[int, ...]
+    typical_shape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -373,8 +378,12 @@ def _model(raw: Any, index: int) -> ModelFile:
 
 def _tensor(raw: Any, where: str) -> TensorMeta:
     try:
+        typical = raw.get("typical_shape")
         meta = TensorMeta(
-            str(raw["name"]), str(raw["datatype"]), tuple(int(d) for d in raw["shape"])
+            str(raw["name"]),
+            str(raw["datatype"]),
+            tuple(int(d) for d in raw["shape"]),
+            None if typical is None else tuple(int(d) for d in typical),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{where}: each tensor needs name, datatype and shape ({exc})") from exc

@@ -38,7 +38,7 @@ ORT_DATATYPES = {
     "tensor(float)": "FP32",
     "tensor(double)": "FP64",
 }
-#: Size given to variable non-batch dimensions of warm-up inputs.
+#: Size given to variable non-batch dimensions of warm-up inputs with no typical shape.
 WARMUP_DIM = 8
 #: Batching pays when a batch of B rows costs less than this share of B single-row calls.
 BATCHING_PAYS_BELOW = 0.8
@@ -74,8 +74,10 @@ class OnnxModel:
         inter_op: int = 1,
         instances: int = 1,
         spinning: bool = False,
+        typical_shapes: dict[str, tuple[int, ...]] | None = None,
     ) -> None:
         self.name = name
+        self.typical_shapes = typical_shapes or {}
         self.path = Path(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op
@@ -119,13 +121,21 @@ class OnnxModel:
         return dict(zip(self.output_names, results))
 
     def example(self, rows: int) -> dict[str, np.ndarray]:
-        """Zeros of the right types, ``rows`` rows, variable dimensions set to a small size."""
+        """Zeros of the right types, ``rows`` rows; variable dimensions from the typical shapes
+        (or a small size when none is known)."""
         feed = {}
         for name, (datatype, shape) in self.inputs.items():
-            dims = [
-                rows if axis == 0 and d == -1 else (WARMUP_DIM if d == -1 else d)
-                for axis, d in enumerate(shape)
-            ]
+            typical = self.typical_shapes.get(name)
+            dims = []
+            for axis, d in enumerate(shape):
+                if axis == 0 and d == -1:
+                    dims.append(rows)
+                elif d == -1:
+                    dims.append(
+                        typical[axis] if typical and len(typical) == len(shape) else WARMUP_DIM
+                    )
+                else:
+                    dims.append(d)
             feed[name] = np.zeros(dims, dtype=NUMPY_DTYPES[datatype])
         return feed
 

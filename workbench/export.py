@@ -157,7 +157,7 @@ def export(
             rel = f"models/{_safe_name(handle.name)}.onnx"
             (tmp / "models").mkdir(exist_ok=True)
             shutil.copyfile(handle.onnx(), tmp / rel)
-            models.append(_model_file(tmp / rel, rel, role, handle.name))
+            models.append(_model_file(tmp / rel, rel, role, handle))
         cascade_cfg = None
         if cascade is not None:
             cascade_cfg = Cascade(
@@ -313,20 +313,33 @@ def _cost(
     return Cost(per_million, budget, usd_per_h, utilisation, method)
 
 
-def _model_file(path: Path, rel: str, role: str, name: str) -> ModelFile:
+def _model_file(path: Path, rel: str, role: str, handle: Any) -> ModelFile:
+    """What the manifest says of one model: its tensors as ONNX Runtime reads them, and the shape
+    of one typical row of each input (from the handle's example inputs), for warm-up."""
     from serving.models import ModelError, OnnxModel
 
     try:
-        model = OnnxModel(path, name=name)
+        model = OnnxModel(path, name=handle.name)
     except ModelError as exc:
         raise ModelLoadError(f"{exc}; export a model ONNX Runtime can load") from exc
+    typical = _typical_shapes(handle)
     return ModelFile(
-        name=name,
+        name=handle.name,
         file=rel,
         role=role,
-        inputs=tuple(TensorMeta(n, t, s) for n, (t, s) in model.inputs.items()),
+        inputs=tuple(TensorMeta(n, t, s, typical.get(n)) for n, (t, s) in model.inputs.items()),
         outputs=tuple(TensorMeta(n, t, s) for n, (t, s) in model.outputs.items()),
     )
+
+
+def _typical_shapes(handle: Any) -> dict[str, tuple[int, ...]]:
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*has a dynamic dimension")
+            example = handle.example_inputs(1)
+    except Exception:  # a model without example inputs still exports; warm-up guesses sizes
+        return {}
+    return {name: tuple(int(d) for d in array.shape) for name, array in example.items()}
 
 
 def _check_cascade(small: ModelFile, large: ModelFile) -> None:

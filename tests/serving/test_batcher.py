@@ -215,3 +215,23 @@ def test_a_compute_bound_model_never_waits(models_dir):
         return time.perf_counter() - start
 
     assert _run(b, with_pending_arrival) < 0.5
+
+
+def test_a_compute_bound_model_runs_each_request_on_its_own(models_dir):
+    b = _batcher(models_dir / "lin.onnx", COMPUTE_BOUND, max_batch_rows=16)
+    xs = [np.full((2, 8), i, np.float32) for i in range(10)]
+
+    async def go():
+        return await asyncio.gather(*[b.submit({"input": x}, 2, arrived=False) for x in xs])
+
+    for x, (out, _) in zip(xs, _run(b, go)):
+        want = reference(models_dir / "lin.onnx", {"input": x})["output"]
+        np.testing.assert_allclose(out["output"], want, rtol=1e-5, atol=1e-6)
+    runs = b.metrics.batch_rows.values[("m",)]
+    assert runs[-1] == 10 and runs[-2] == 20  # ten runs of two rows: nothing packed
+
+
+def test_warm_up_uses_the_typical_shape_of_variable_dimensions(models_dir):
+    model = OnnxModel(models_dir / "emb.onnx", name="emb", typical_shapes={"ids": (1, 128)})
+    assert model.example(4)["ids"].shape == (4, 128)
+    assert OnnxModel(models_dir / "emb.onnx", name="emb").example(4)["ids"].shape == (4, 8)

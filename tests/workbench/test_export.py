@@ -92,7 +92,9 @@ def test_the_manifest_records_io_settings_profile_and_cost(demo_bundle):
     info, measured = demo_bundle
     doc = json.loads((info.path / "manifest.json").read_text())
     assert doc["schema_version"] == 1
-    assert doc["models"][0]["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}]
+    assert doc["models"][0]["inputs"] == [
+        {"name": "input", "datatype": "FP32", "shape": [-1, 64], "typical_shape": [1, 64]}
+    ]
     assert doc["models"][0]["outputs"][0]["shape"] == [-1, 10]
     assert (
         doc["batching"]["enabled"] and doc["cache"]["enabled"] and doc["threads"]["intra_op"] == 1
