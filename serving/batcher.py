@@ -136,6 +136,10 @@ class Batcher:
     def queued_rows(self) -> int:
         return self._queued_rows
 
+    @property
+    def started(self) -> bool:
+        return self._loop is not None
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Choose inline or worker threads from the warm-up times and start; call after
         :meth:`OnnxModel.warm_up`."""

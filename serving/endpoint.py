@@ -100,7 +100,7 @@ class Endpoint:
 
     async def close(self) -> None:
         for batcher in self.batchers.values():
-            if batcher._loop is not None:
+            if batcher.started:
                 await batcher.close()
 
     def arrive(self) -> None:

@@ -234,9 +234,11 @@ def load_bundle(path: str | Path) -> Bundle:
                 f"{folder / rel} is a pickle; bundles never hold pickles (loading one runs "
                 "code): export the model as ONNX"
             )
-    for rel in sorted(present - set(listed)):
+    unlisted = sorted(present - set(listed))
+    if unlisted:
         raise BundleError(
-            f"{folder / rel} is not listed in {CHECKSUMS}; remove it or re-export the bundle"
+            f"{folder / unlisted[0]} is not listed in {CHECKSUMS}; remove it or re-export the "
+            "bundle"
         )
     for rel, expected in sorted(listed.items()):
         if rel not in present:
