@@ -92,3 +92,13 @@ def test_metrics_render_valid_prometheus_text():
         families["serving_energy_joules_per_prediction"].samples[0].labels["method"] == "measured"
     )
     assert families["serving_failures"].samples[0].labels["model"] == 'we"ird\\'
+
+
+@pytest.mark.parametrize("name", ["protocol", "cache", "router", "metrics"])
+def test_the_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"serving.{name}")
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
