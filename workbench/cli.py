@@ -471,6 +471,75 @@ def batching(
         )
 
 
+@app.command("export")
+def export_bundle(
+    model: str = typer.Argument(..., help="Demo model (digits-cnn, ...) or a .onnx path."),
+    out_dir: str = typer.Argument(..., help="Folder to write the bundle to (must not exist)."),
+    batching: bool = typer.Option(True, help="Adaptive batching across concurrent requests."),
+    max_batch_rows: int = typer.Option(32, help="Most rows (items) per model run."),
+    max_delay_ms: float = typer.Option(2.0, help="Most a batch waits for requests in flight."),
+    max_queue_rows: int = typer.Option(1024, help="Queue bound; beyond it: 503 + Retry-After."),
+    threads: int = typer.Option(1, help="ONNX Runtime intra-op threads per instance."),
+    instances: int = typer.Option(1, help="Model instances (sessions), one worker each."),
+    cache: bool = typer.Option(False, help="Response cache keyed on the input bytes."),
+    cache_entries: int = typer.Option(1024, help="Most cached responses (LRU)."),
+    cache_ttl_s: float = typer.Option(60.0, help="Seconds a cached response stays valid."),
+    cascade_large: str | None = typer.Option(
+        None, help="Serve MODEL first and escalate unsure rows to this larger model."
+    ),
+    threshold: float = typer.Option(0.9, help="Cascade: escalate rows below this confidence."),
+    confidence: str = typer.Option("max_softmax", help="Cascade confidence: max_softmax|margin."),
+    slo_p99_ms: float | None = typer.Option(None, help="p99 objective for the alert rule."),
+    monthly_budget_usd: float | None = typer.Option(None, help="Budget for the cost alerts."),
+    instance_usd_per_h: float | None = typer.Option(None, help="Price of one instance-hour."),
+    run_id: int | None = typer.Option(None, help="Record this stored profile's figures."),
+    name: str | None = typer.Option(None, help="Served model name (default: the model's)."),
+    tar: bool = typer.Option(False, help="Also write OUT_DIR.tar.gz."),
+    overwrite: bool = typer.Option(False, help="Replace an existing OUT_DIR."),
+    db: str | None = typer.Option(None, help="Run store (default: WORKBENCH_DB or user data)."),
+) -> None:
+    """Write a serving bundle: ONNX, manifest, checksums, runtime, Docker/Kubernetes/Ray files."""
+    from workbench.export import export
+
+    info = export(
+        None if cascade_large else model,
+        out_dir,
+        batching={
+            "enabled": batching,
+            "max_batch_rows": max_batch_rows,
+            "max_delay_ms": max_delay_ms,
+            "max_queue_rows": max_queue_rows,
+        },
+        threads={"intra_op": threads, "instances": instances},
+        cache={"enabled": cache, "max_entries": cache_entries, "ttl_s": cache_ttl_s},
+        cascade=(model, cascade_large, threshold) if cascade_large else None,
+        confidence=confidence,
+        slo_p99_ms=slo_p99_ms,
+        monthly_budget_usd=monthly_budget_usd,
+        instance_usd_per_h=instance_usd_per_h,
+        profile=run_id,
+        store=db,
+        name=name,
+        tar=tar,
+        overwrite=overwrite,
+    )
+    m = info.manifest
+    console.print(
+        f"wrote bundle {m.name!r} to {info.path} ({len(info.checksums)} files)", markup=False
+    )
+    for mf in m.models:
+        ins = ", ".join(f"{t.name}{list(t.shape)} {t.datatype}" for t in mf.inputs)
+        console.print(f"- {mf.role}: {mf.file} ({ins})", markup=False)
+    if m.cost.usd_per_million is not None:
+        console.print(
+            f"- cost per 1M predictions: {m.cost.usd_per_million:.4g} USD ({m.cost.method})",
+            markup=False,
+        )
+    if info.archive is not None:
+        console.print(f"- archive: {info.archive}", markup=False)
+    console.print(f"serve it: python -m serving {info.path} --port 8080", markup=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: user errors become one line and exit code 2."""
     args = sys.argv[1:] if argv is None else argv

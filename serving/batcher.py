@@ -1,0 +1,375 @@
+"""Adaptive batching across concurrent requests, run inline or on one worker thread per instance.
+
+Requests queue as *parts* (row ranges of one request). When a worker is idle, the batcher takes
+the queued parts that fit together (same non-batch dimensions), up to ``max_batch_rows`` rows,
+and hands them to the worker as one model run; a request with more rows than fit is split, the
+rest staying at the head of the queue, so big requests are cut into full batches and small ones
+are packed. Each caller gets back exactly its own rows, in order. Requests are packed together
+only when batching pays for this model (see below): a compute-bound model (MiniLM on a CPU)
+runs a batch of 8 no faster per row than 8 single rows, often slower, so there each request
+runs on its own, in arrival order.
+
+When to wait: a batch never waits when waiting cannot pay off. It takes what is queued, at once,
+unless (1) batching pays for this model (warm-up measured one call of ``max_batch_rows`` typical
+rows to be clearly cheaper than that many one-row calls), (2) other requests to this model are being
+received right now (their bodies are being read or decoded), (3) the batch is not full, and
+(4) the oldest queued request has waited less than ``max_delay_ms``. At concurrency 1 nothing
+else is ever in flight, so a request runs immediately: batching costs no latency there, while
+under load batches form from whatever queued during the previous run.
+
+Overload: the queue holds at most ``max_queue_rows`` rows; beyond that :meth:`Batcher.submit`
+raises :class:`Overloaded` with a Retry-After estimate instead of letting memory grow.
+
+Where a batch runs: a model whose largest batch takes less than ``inline_below_s`` (measured at
+warm-up) runs on the event loop thread itself, one batch per loop callback, because handing work
+to a thread and back (two wake-ups and GIL hand-offs) costs more than such a model; otherwise
+each instance has a worker thread that only runs the model and hands results back with
+``call_soon_threadsafe``. All bookkeeping runs on the event loop thread, so there are no locks.
+
+Example
+-------
+>>> batcher = Batcher(model, max_batch_rows=32, max_delay_s=0.002)   # doctest: +SKIP
+>>> batcher.start(asyncio.get_running_loop())                         # doctest: +SKIP
+>>> batcher.arrive()                                                   # doctest: +SKIP
+>>> outputs, queue_s = await batcher.submit({"input": x}, rows=4)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from serving.metrics import ServingMetrics
+from serving.models import OnnxModel
+
+
+class Overloaded(Exception):
+    """The queue is full; retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class BatchTooLarge(Exception):
+    """A request holds more rows than the queue may ever hold."""
+
+
+@dataclass(eq=False)
+class _Job:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    future: asyncio.Future
+    enqueued: float
+    pending: int = 1
+    results: list[tuple[int, dict[str, np.ndarray]]] = field(default_factory=list)
+    started: float | None = None
+
+
+@dataclass(eq=False)
+class _Part:
+    job: _Job
+    start: int
+    stop: int
+    key: tuple
+    solo: bool = False  # run alone (retry after a batch failed, to isolate the bad request)
+
+
+class Batcher:
+    """Queue, batch and run requests for one model.
+
+    Parameters
+    ----------
+    model: the ONNX Runtime sessions; one worker thread per session (instance).
+    enabled: False runs each request alone, as sent.
+    max_batch_rows: most rows per model run.
+    max_delay_s: most time the oldest request waits for rows being received (see module doc).
+    max_queue_rows: most rows queued; more raises :class:`Overloaded`.
+    inline_below_s: run on the event loop thread when the largest batch is faster than this
+        (0: always use worker threads).
+    """
+
+    def __init__(
+        self,
+        model: OnnxModel,
+        *,
+        enabled: bool = True,
+        max_batch_rows: int = 32,
+        max_delay_s: float = 0.002,
+        max_queue_rows: int = 1024,
+        metrics: ServingMetrics | None = None,
+        label: str | None = None,
+        inline_below_s: float = 0.001,
+    ) -> None:
+        self.model = model
+        self.enabled = enabled and model.batch_axis
+        self.max_batch_rows = max_batch_rows
+        self.max_delay_s = max_delay_s
+        self.max_queue_rows = max_queue_rows
+        self.metrics = metrics or ServingMetrics()
+        self.label = (label or model.name,)
+        self._queue: deque[_Part] = deque()
+        self._queued_rows = 0
+        self._arriving = 0
+        self._idle: list[int] = []
+        self._inboxes: list[queue.SimpleQueue] = []
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._drained: asyncio.Event | None = None
+        self._packs = False  # several requests share a run only when batching pays
+        self._wait_pays = False
+        self.inline_below_s = inline_below_s
+        self.inline = False
+        self._flush_pending = False
+        self._busy = 0
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    @property
+    def started(self) -> bool:
+        return self._loop is not None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Choose inline or worker threads from the warm-up times and start; call after
+        :meth:`OnnxModel.warm_up`."""
+        self._loop = loop
+        self._drained = asyncio.Event()
+        warm = self.model.warmup
+        self._packs = bool(self.enabled and warm is not None and warm.batching_pays)
+        self._wait_pays = self._packs and self.max_delay_s > 0
+        instances = len(self.model.sessions)
+        self.inline = bool(
+            instances == 1 and warm is not None and warm.seconds_max < self.inline_below_s
+        )
+        if self.inline:
+            self._idle.append(0)
+            return
+        for instance in range(instances):
+            inbox: queue.SimpleQueue = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=self._work,
+                args=(instance, inbox),
+                name=f"{self.model.name}-{instance}",
+                daemon=True,
+            )
+            self._inboxes.append(inbox)
+            self._threads.append(thread)
+            self._idle.append(instance)
+            thread.start()
+
+    def arrive(self) -> None:
+        """A request for this model is being received: a batch may wait for it."""
+        self._arriving += 1
+
+    def depart(self) -> None:
+        """A request announced with :meth:`arrive` will not be submitted (error, cache hit)."""
+        self._arriving -= 1
+        if self._arriving == 0 and self._queue:
+            self._dispatch()
+
+    async def submit(
+        self, inputs: dict[str, np.ndarray], rows: int, arrived: bool = True
+    ) -> tuple[dict[str, np.ndarray], float]:
+        """Queue one request; returns its outputs (its own rows) and its time in the queue (s)."""
+        if arrived:
+            self._arriving -= 1
+        if rows > self.max_queue_rows:
+            raise BatchTooLarge(
+                f"the request holds {rows} rows; model {self.model.name!r} takes at most "
+                f"{self.max_queue_rows} rows per request: split it"
+            )
+        if self._queued_rows + rows > self.max_queue_rows:
+            raise Overloaded(
+                f"model {self.model.name!r} is overloaded ({self._queued_rows} rows queued, limit "
+                f"{self.max_queue_rows}); retry later",
+                self._retry_after_s(),
+            )
+        assert self._loop is not None, "Batcher.start() was not called"
+        job = _Job(inputs, rows, self._loop.create_future(), time.perf_counter())
+        key = tuple((name, a.shape[1:]) for name, a in inputs.items())
+        self._queue.append(_Part(job, 0, rows, key))
+        self._queued_rows += rows
+        self.metrics.queue_rows.set(self.label, self._queued_rows)
+        self._dispatch()
+        outputs = await job.future
+        return outputs, job.started - job.enqueued
+
+    async def close(self) -> None:
+        """Finish every queued request, then stop the worker threads."""
+        assert self._drained is not None
+        while self._queue or self._busy:
+            self._drained.clear()
+            await self._drained.wait()
+        for inbox in self._inboxes:
+            inbox.put(None)
+        for thread in self._threads:
+            await asyncio.get_running_loop().run_in_executor(None, thread.join, 10.0)
+
+    # -- event loop side -------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if self.inline:
+            if self._queue and not self._flush_pending:
+                self._flush_pending = True
+                self._loop.call_soon(self._flush)
+            return
+        while self._idle and self._queue:
+            if self._should_wait():
+                return
+            self._inboxes[self._idle.pop()].put(self._take())
+
+    def _flush(self) -> None:
+        """Inline mode: run one batch on the event loop thread, then yield to the loop."""
+        if not self._queue or self._should_wait():
+            self._flush_pending = False
+            return
+        batch = self._take()
+        instance = self._idle.pop()
+        started = time.perf_counter()
+        outputs, error = _run(self.model, batch, instance)
+        self._finish(instance, batch, outputs, error, started, time.perf_counter())
+        if self._queue:
+            self._loop.call_soon(self._flush)
+        else:
+            self._flush_pending = False
+
+    def _should_wait(self) -> bool:
+        if not self._wait_pays or self._arriving <= 0 or self._queued_rows >= self.max_batch_rows:
+            return False
+        remaining = self._queue[0].job.enqueued + self.max_delay_s - time.perf_counter()
+        if remaining <= 0:
+            return False
+        if self._timer is None:
+            self._timer = self._loop.call_later(remaining, self._on_timer)
+        return True
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _take(self) -> list[_Part]:
+        head = self._queue[0]
+        if not self.enabled or head.solo:
+            return self._taken([self._queue.popleft()])
+        space = self.max_batch_rows
+        batch: list[_Part] = []
+        skipped: list[_Part] = []
+        while self._queue and space > 0 and (self._packs or not batch):
+            part = self._queue.popleft()
+            if part.key != head.key or part.solo:
+                skipped.append(part)
+                continue
+            if part.stop - part.start > space:
+                rest = _Part(part.job, part.start + space, part.stop, part.key)
+                part = _Part(part.job, part.start, part.start + space, part.key)
+                part.job.pending += 1
+                skipped.append(rest)
+            batch.append(part)
+            space -= part.stop - part.start
+        self._queue.extendleft(reversed(skipped))
+        return self._taken(batch)
+
+    def _taken(self, batch: list[_Part]) -> list[_Part]:
+        self._queued_rows -= sum(p.stop - p.start for p in batch)
+        self.metrics.queue_rows.set(self.label, self._queued_rows)
+        self._busy += 1
+        return batch
+
+    def _finish(
+        self,
+        instance: int,
+        batch: list[_Part],
+        outputs: dict[str, np.ndarray] | None,
+        error: BaseException | None,
+        started: float,
+        ended: float,
+    ) -> None:
+        self._idle.append(instance)
+        self._busy -= 1
+        rows = sum(p.stop - p.start for p in batch)
+        self.metrics.batch_rows.observe(self.label, rows)
+        self.metrics.compute_seconds.observe(self.label, ended - started)
+        if error is not None and len({id(p.job) for p in batch}) > 1:
+            # One bad request must not fail its batch-mates: run each part alone.
+            for part in reversed(batch):
+                part.solo = True
+                self._queue.appendleft(part)
+            self._queued_rows += rows
+            self.metrics.queue_rows.set(self.label, self._queued_rows)
+        else:
+            offset = 0
+            for part in batch:
+                job, n = part.job, part.stop - part.start
+                if job.started is None:
+                    job.started = started
+                if error is not None:
+                    if not job.future.done():
+                        job.future.set_exception(error)
+                    continue
+                job.results.append(
+                    (part.start, {k: v[offset : offset + n] for k, v in outputs.items()})
+                )
+                offset += n
+                job.pending -= 1
+                if job.pending == 0 and not job.future.done():
+                    job.future.set_result(_assemble(job.results))
+        self._dispatch()
+        if not self._queue and not self._busy:
+            self._drained.set()
+
+    def _retry_after_s(self) -> int:
+        warm = self.model.warmup
+        per_row = warm.seconds_max / warm.max_rows if warm else 0.01
+        return max(1, math.ceil(self._queued_rows * per_row))
+
+    # -- worker threads ----------------------------------------------------------------------
+
+    def _work(self, instance: int, inbox: queue.SimpleQueue) -> None:
+        while True:
+            batch = inbox.get()
+            if batch is None:
+                return
+            started = time.perf_counter()
+            outputs, error = _run(self.model, batch, instance)
+            self._loop.call_soon_threadsafe(
+                self._finish, instance, batch, outputs, error, started, time.perf_counter()
+            )
+
+
+def _run(
+    model: OnnxModel, batch: list[_Part], instance: int
+) -> tuple[dict[str, np.ndarray] | None, BaseException | None]:
+    try:
+        return model.run(_feed(batch), instance), None
+    except Exception as exc:  # handed to the callers; never kills a worker
+        return None, exc
+
+
+def _feed(batch: list[_Part]) -> dict[str, np.ndarray]:
+    first = batch[0]
+    if len(batch) == 1:
+        if first.start == 0 and first.stop == first.job.rows:
+            return first.job.inputs
+        return {k: v[first.start : first.stop] for k, v in first.job.inputs.items()}
+    return {
+        name: np.concatenate([p.job.inputs[name][p.start : p.stop] for p in batch])
+        for name in first.job.inputs
+    }
+
+
+def _assemble(results: list[tuple[int, dict[str, Any]]]) -> dict[str, np.ndarray]:
+    if len(results) == 1:
+        return results[0][1]
+    results.sort(key=lambda r: r[0])
+    return {k: np.concatenate([r[1][k] for r in results]) for k in results[0][1]}

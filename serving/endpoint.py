@@ -1,0 +1,231 @@
+"""One served model (one bundle): its signature, sessions, batcher(s), cache and cascade.
+
+The app finds an :class:`Endpoint` by model name and calls :meth:`Endpoint.infer`; everything
+between decoded inputs and outputs happens here: the cache look-up, the batcher (or the cascade
+of two batchers), and the per-prediction metrics (rows, energy and cost from the bundle's
+profile).
+
+Example
+-------
+>>> endpoint = Endpoint(load_bundle("out/digits-cnn"), ServingMetrics())   # doctest: +SKIP
+>>> await endpoint.start()                                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from serving.batcher import Batcher, BatchTooLarge, Overloaded
+from serving.cache import ResponseCache
+from serving.manifest import Bundle, BundleError
+from serving.metrics import ServingMetrics
+from serving.models import ModelError, OnnxModel
+from serving.protocol import InferRequest, ProtocolError, Signature
+from serving.router import CascadeRouter
+
+PLATFORM = "onnxruntime_onnx"
+
+
+class Endpoint:
+    """A bundle made servable: load its sessions now, warm them up in :meth:`start`."""
+
+    def __init__(self, bundle: Bundle, metrics: ServingMetrics) -> None:
+        m = bundle.manifest
+        self.bundle, self.manifest, self.metrics = bundle, m, metrics
+        self.name, self.version = m.name, m.version
+        self.label = (m.name,)
+        self.ready = False
+        try:
+            models = {
+                f.role: OnnxModel(
+                    bundle.file(f.file),
+                    name=f"{m.name}:{f.role}",
+                    intra_op=m.threads.intra_op,
+                    inter_op=m.threads.inter_op,
+                    instances=m.threads.instances,
+                    spinning=m.threads.spinning,
+                    typical_shapes={t.name: t.typical_shape for t in f.inputs if t.typical_shape},
+                )
+                for f in m.models
+            }
+        except ModelError as exc:
+            raise BundleError(str(exc)) from exc
+        self.batchers = {
+            role: Batcher(
+                model,
+                enabled=m.batching.enabled,
+                max_batch_rows=m.batching.max_batch_rows,
+                max_delay_s=m.batching.max_delay_ms / 1000,
+                max_queue_rows=m.batching.max_queue_rows,
+                metrics=metrics,
+                label=m.name if role in ("main", "small") else f"{m.name}:{role}",
+                inline_below_s=m.threads.inline_below_ms / 1000,
+            )
+            for role, model in models.items()
+        }
+        self.front = self.batchers["main" if m.cascade is None else "small"]
+        front_model = self.front.model
+        self.signature = Signature(front_model.inputs, front_model.outputs, name=m.name)
+        self._check_manifest_signature()
+        self.router = None
+        if m.cascade is not None:
+            try:
+                self.router = CascadeRouter(
+                    self.batchers["small"], self.batchers["large"], m.cascade
+                )
+            except ValueError as exc:
+                raise BundleError(f"{bundle.path}: {exc}") from exc
+        self.cache = ResponseCache(m.cache.max_entries, m.cache.ttl_s) if m.cache.enabled else None
+        self._per_prediction = _per_prediction(m.profile, m.cost)
+        for (kind, method), value in self._per_prediction.items():
+            gauge = (
+                metrics.energy_per_prediction if kind == "energy" else metrics.cost_per_prediction
+            )
+            gauge.set((m.name, method), value)
+        if m.cost.instance_usd_per_h is not None:
+            metrics.instance_usd_per_hour.set(self.label, m.cost.instance_usd_per_h)
+        metrics.ready.set(self.label, 0)
+
+    async def start(self) -> None:
+        """Warm every model up (in a thread, so the server stays live), start the workers."""
+        loop = asyncio.get_running_loop()
+        for batcher in self.batchers.values():
+            await loop.run_in_executor(None, batcher.model.warm_up, batcher.max_batch_rows)
+            batcher.start(loop)
+        self.ready = True
+        self.metrics.ready.set(self.label, 1)
+
+    async def close(self) -> None:
+        for batcher in self.batchers.values():
+            if batcher.started:
+                await batcher.close()
+
+    def arrive(self) -> None:
+        self.front.arrive()
+
+    def depart(self) -> None:
+        self.front.depart()
+
+    async def infer(self, request: InferRequest) -> dict[str, np.ndarray]:
+        """Outputs for ``request`` (announced with :meth:`arrive` before its body was read)."""
+        if not self.ready:
+            self.front.depart()
+            raise ProtocolError(f"model {self.name!r} is warming up; retry", 503, retry_after_s=1)
+        key = None
+        if self.cache is not None:
+            key = self.cache.key(self.name, self.version, request.inputs)
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.front.depart()
+                self.metrics.cache_hits.inc(self.label)
+                self._count(request.rows)
+                return hit
+            self.metrics.cache_misses.inc(self.label)
+        try:
+            if self.router is None:
+                outputs, queue_s = await self.front.submit(request.inputs, request.rows)
+            else:
+                outputs, escalated, queue_s = await self.router.infer(request.inputs, request.rows)
+                self._count_cascade(request.rows, escalated)
+        except Overloaded as exc:
+            raise ProtocolError(str(exc), 503, retry_after_s=exc.retry_after_s) from None
+        except BatchTooLarge as exc:
+            raise ProtocolError(str(exc), 400) from None
+        except Exception as exc:  # ONNX Runtime refused or failed on this input
+            status = (
+                400
+                if "INVALID_ARGUMENT" in str(exc)
+                or type(exc).__name__ in ("InvalidArgument", "Fail")
+                else 500
+            )
+            raise ProtocolError(
+                f"model {self.name!r} failed on this input: {exc}", status
+            ) from None
+        self.metrics.queue_seconds.observe(self.label, queue_s)
+        if key is not None:
+            self.cache.put(key, outputs)
+        self._count(request.rows)
+        return outputs
+
+    def _count(self, rows: int) -> None:
+        self.metrics.predictions.inc(self.label, rows)
+        for (kind, method), value in self._per_prediction.items():
+            total = self.metrics.energy_total if kind == "energy" else self.metrics.cost_total
+            total.inc((self.name, method), value * rows)
+
+    def _count_cascade(self, rows: int, escalated: int) -> None:
+        self.metrics.cascade_rows.inc(self.label, rows)
+        self.metrics.escalated_rows.inc(self.label, escalated)
+        total = self.metrics.cascade_rows.get(self.label)
+        self.metrics.escalation_ratio.set(
+            self.label, self.metrics.escalated_rows.get(self.label) / total
+        )
+
+    # -- descriptions ----------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """V2 model metadata."""
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": PLATFORM,
+            "inputs": _tensors(self.signature.inputs),
+            "outputs": _tensors(self.signature.outputs),
+        }
+
+    def triton_config(self) -> dict[str, Any]:
+        """Triton's model configuration (what perf_analyzer reads)."""
+        batching = self.front.model.batch_axis
+        max_batch = self.manifest.batching.max_batch_rows if batching else 0
+
+        def tensors(sig: dict[str, tuple[str, tuple[int, ...]]]) -> list[dict[str, Any]]:
+            return [
+                {"name": n, "data_type": f"TYPE_{t}", "dims": list(s[1:] if max_batch else s)}
+                for n, (t, s) in sig.items()
+            ]
+
+        config: dict[str, Any] = {
+            "name": self.name,
+            "platform": PLATFORM,
+            "backend": "onnxruntime",
+            "max_batch_size": max_batch,
+            "input": tensors(self.signature.inputs),
+            "output": tensors(self.signature.outputs),
+            "instance_group": [{"count": self.manifest.threads.instances, "kind": "KIND_CPU"}],
+        }
+        if batching and self.manifest.batching.enabled:
+            delay_us = int(self.manifest.batching.max_delay_ms * 1000)
+            config["dynamic_batching"] = {"max_queue_delay_microseconds": delay_us}
+        return config
+
+    def _check_manifest_signature(self) -> None:
+        """The ONNX file must take what the manifest says (a stale manifest is refused)."""
+        declared = self.manifest.model("main" if self.manifest.cascade is None else "small")
+        for kind, metas, actual in (
+            ("input", declared.inputs, self.signature.inputs),
+            ("output", declared.outputs, self.signature.outputs),
+        ):
+            for meta in metas:
+                if actual.get(meta.name, (None, None))[0] != meta.datatype:
+                    raise BundleError(
+                        f"{self.bundle.path / declared.file}: the manifest declares {kind} "
+                        f"{meta.name!r} ({meta.datatype}) but the model has {actual}; re-export"
+                    )
+
+
+def _tensors(sig: dict[str, tuple[str, tuple[int, ...]]]) -> list[dict[str, Any]]:
+    return [{"name": n, "datatype": t, "shape": list(s)} for n, (t, s) in sig.items()]
+
+
+def _per_prediction(profile: dict[str, Any], cost: Any) -> dict[tuple[str, str], float]:
+    """(kind, method) -> value per prediction, from the profile's energy and the cost figure."""
+    out: dict[tuple[str, str], float] = {}
+    energy = profile.get("energy_j_per_item")
+    if isinstance(energy, (int, float)) and energy >= 0:
+        out[("energy", str(profile.get("energy_method") or "estimated"))] = float(energy)
+    if cost.usd_per_million is not None:
+        out[("cost", cost.method or "estimated")] = cost.usd_per_million / 1e6
+    return out

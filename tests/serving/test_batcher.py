@@ -1,0 +1,237 @@
+"""The batcher with real ONNX Runtime sessions: packing, splitting, own rows back, isolation of a
+failing request, overload, and waiting only when waiting can pay off."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from serving_helpers import reference
+
+from serving.batcher import Batcher, BatchTooLarge, Overloaded
+from serving.metrics import ServingMetrics
+from serving.models import OnnxModel, Warmup
+
+MODES = {"inline": 1.0, "threads": 0.0}
+
+
+def _batcher(path, warmup: Warmup | None = None, **options) -> Batcher:
+    model = OnnxModel(path, name="m", instances=options.pop("instances", 1))
+    if warmup is None:
+        model.warm_up(options.get("max_batch_rows", 32))
+    else:
+        model.warmup = warmup
+    return Batcher(model, metrics=ServingMetrics(), **options)
+
+
+def _run(batcher: Batcher, coro_factory):
+    async def main():
+        batcher.start(asyncio.get_running_loop())
+        try:
+            return await coro_factory()
+        finally:
+            await batcher.close()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_concurrent_requests_share_batches_and_get_their_own_rows(models_dir, mode):
+    b = _batcher(
+        models_dir / "lin.onnx",
+        max_batch_rows=16,
+        inline_below_s=MODES[mode],
+        instances=2 if mode == "threads" else 1,
+    )
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((1 + i % 4, 8)).astype(np.float32) for i in range(40)]
+
+    async def go():
+        return await asyncio.gather(*[b.submit({"input": x}, len(x), arrived=False) for x in xs])
+
+    results = _run(b, go)
+    assert b.inline is (mode == "inline")
+    for x, (out, queue_s) in zip(xs, results):
+        np.testing.assert_allclose(
+            out["output"],
+            reference(models_dir / "lin.onnx", {"input": x})["output"],
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        assert queue_s >= 0
+    runs = b.metrics.batch_rows.values[("m",)]
+    assert runs[-1] < len(xs), "requests were never packed together"
+    assert runs[-2] == sum(len(x) for x in xs)
+    up_to_16 = sum(runs[: b.metrics.batch_rows.bounds.index(16) + 1])  # per-bucket counts
+    assert up_to_16 == runs[-1], "a batch exceeded 16 rows"
+
+
+def test_a_request_larger_than_a_batch_is_split_into_full_batches(models_dir):
+    b = _batcher(models_dir / "lin.onnx", max_batch_rows=4)
+    x = np.random.default_rng(1).standard_normal((10, 8)).astype(np.float32)
+    out, _ = _run(b, lambda: b.submit({"input": x}, 10, arrived=False))
+    np.testing.assert_allclose(
+        out["output"],
+        reference(models_dir / "lin.onnx", {"input": x})["output"],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    runs = b.metrics.batch_rows.values[("m",)]
+    assert runs[-1] == 3 and runs[-2] == 10  # 4 + 4 + 2
+
+
+def test_inputs_with_different_non_batch_sizes_never_share_a_run(models_dir):
+    b = _batcher(models_dir / "emb.onnx", max_batch_rows=32)
+    short = np.array([[1, 2, 3]], np.int64)
+    long = np.array([[4, 5, 6, 7, 8]], np.int64)
+
+    async def go():
+        return await asyncio.gather(
+            b.submit({"ids": short}, 1, arrived=False),
+            b.submit({"ids": long}, 1, arrived=False),
+            b.submit({"ids": short + 1}, 1, arrived=False),
+        )
+
+    (a, _), (c, _), (d, _) = _run(b, go)
+    assert a["output"].shape == (1, 3, 4) and c["output"].shape == (1, 5, 4)
+    np.testing.assert_array_equal(
+        d["output"], reference(models_dir / "emb.onnx", {"ids": short + 1})["output"]
+    )
+    runs = b.metrics.batch_rows.values[("m",)]
+    assert runs[-1] == 2  # the two short requests together, the long one alone
+
+
+def test_a_failing_request_does_not_fail_its_batch_mates(models_dir):
+    b = _batcher(models_dir / "emb.onnx")
+    good = np.array([[1, 2]], np.int64)
+    bad = np.array([[1, 99]], np.int64)  # id 99 is outside the 10-row table
+
+    async def go():
+        return await asyncio.gather(
+            b.submit({"ids": good}, 1, arrived=False),
+            b.submit({"ids": bad}, 1, arrived=False),
+            b.submit({"ids": good + 1}, 1, arrived=False),
+            return_exceptions=True,
+        )
+
+    first, failed, third = _run(b, go)
+    assert isinstance(failed, Exception) and "indices" in str(failed).lower()
+    want = reference(models_dir / "emb.onnx", {"ids": good})["output"]
+    np.testing.assert_array_equal(first[0]["output"], want)
+    assert third[0]["output"].shape == (1, 2, 4)
+
+
+def test_a_full_queue_raises_overloaded_with_a_retry_hint(models_dir):
+    b = _batcher(models_dir / "lin.onnx", max_queue_rows=4)
+    x3, x2 = np.zeros((3, 8), np.float32), np.zeros((2, 8), np.float32)
+
+    async def go():
+        return await asyncio.gather(
+            b.submit({"input": x3}, 3, arrived=False),
+            b.submit({"input": x2}, 2, arrived=False),
+            return_exceptions=True,
+        )
+
+    ok, refused = _run(b, go)
+    assert ok[0]["output"].shape == (3, 4)
+    assert isinstance(refused, Overloaded) and refused.retry_after_s >= 1
+    b2 = _batcher(models_dir / "lin.onnx", max_queue_rows=4)
+    x5 = np.zeros((5, 8), np.float32)
+    with pytest.raises(BatchTooLarge, match="at most 4 rows"):
+        _run(b2, lambda: b2.submit({"input": x5}, 5, arrived=False))
+
+
+CHEAP_BATCHES = Warmup(seconds_1=1e-4, seconds_max=2e-4, max_rows=32)  # batching pays
+COMPUTE_BOUND = Warmup(seconds_1=1e-2, seconds_max=0.33, max_rows=32)  # it does not
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_no_wait_when_nothing_else_is_in_flight(models_dir, mode):
+    b = _batcher(
+        models_dir / "lin.onnx", CHEAP_BATCHES, max_delay_s=1.0, inline_below_s=MODES[mode]
+    )
+    x = np.ones((1, 8), np.float32)
+
+    async def sequential():
+        start = time.perf_counter()
+        for _ in range(20):
+            b.arrive()
+            await b.submit({"input": x}, 1)
+        return time.perf_counter() - start
+
+    assert _run(b, sequential) < 1.0, "a lone request waited for company"
+
+
+def test_a_batch_waits_for_requests_being_received_when_batching_pays(models_dir):
+    b = _batcher(models_dir / "lin.onnx", CHEAP_BATCHES, max_delay_s=1.0)
+    x = np.ones((1, 8), np.float32)
+
+    async def two_arrivals():
+        b.arrive()
+        b.arrive()  # a second request is being received
+        first = asyncio.ensure_future(b.submit({"input": x}, 1))
+        await asyncio.sleep(0.05)
+        assert not first.done(), "the batch did not wait for the request being received"
+        await b.submit({"input": x}, 1)
+        return await first
+
+    _run(b, two_arrivals)
+    runs = b.metrics.batch_rows.values[("m",)]
+    assert runs[-1] == 1 and runs[-2] == 2  # one run of both rows
+
+
+def test_the_wait_ends_at_max_delay_or_when_the_arrival_is_abandoned(models_dir):
+    b = _batcher(models_dir / "lin.onnx", CHEAP_BATCHES, max_delay_s=0.1)
+    x = np.ones((1, 8), np.float32)
+
+    async def stalled_then_abandoned():
+        b.arrive()
+        b.arrive()  # never submitted within the delay
+        start = time.perf_counter()
+        await b.submit({"input": x}, 1)
+        waited = time.perf_counter() - start
+        b.arrive()
+        late = asyncio.ensure_future(b.submit({"input": x}, 1))
+        await asyncio.sleep(0.01)
+        b.depart()  # e.g. the other request failed to decode: stop waiting for it
+        await late
+        return waited
+
+    waited = _run(b, stalled_then_abandoned)
+    assert 0.09 <= waited < 1.0
+
+
+def test_a_compute_bound_model_never_waits(models_dir):
+    b = _batcher(models_dir / "lin.onnx", COMPUTE_BOUND, max_delay_s=1.0)
+    x = np.ones((1, 8), np.float32)
+
+    async def with_pending_arrival():
+        b.arrive()
+        b.arrive()
+        start = time.perf_counter()
+        await b.submit({"input": x}, 1)
+        return time.perf_counter() - start
+
+    assert _run(b, with_pending_arrival) < 0.5
+
+
+def test_a_compute_bound_model_runs_each_request_on_its_own(models_dir):
+    b = _batcher(models_dir / "lin.onnx", COMPUTE_BOUND, max_batch_rows=16)
+    xs = [np.full((2, 8), i, np.float32) for i in range(10)]
+
+    async def go():
+        return await asyncio.gather(*[b.submit({"input": x}, 2, arrived=False) for x in xs])
+
+    for x, (out, _) in zip(xs, _run(b, go)):
+        want = reference(models_dir / "lin.onnx", {"input": x})["output"]
+        np.testing.assert_allclose(out["output"], want, rtol=1e-5, atol=1e-6)
+    runs = b.metrics.batch_rows.values[("m",)]
+    assert runs[-1] == 10 and runs[-2] == 20  # ten runs of two rows: nothing packed
+
+
+def test_warm_up_uses_the_typical_shape_of_variable_dimensions(models_dir):
+    model = OnnxModel(models_dir / "emb.onnx", name="emb", typical_shapes={"ids": (1, 128)})
+    assert model.example(4)["ids"].shape == (4, 128)
+    assert OnnxModel(models_dir / "emb.onnx", name="emb").example(4)["ids"].shape == (4, 8)

@@ -1,0 +1,271 @@
+"""``export()`` and ``workbench export``: complete, verified, atomic bundles from real models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+import serving
+from serving.manifest import BundleError, load_bundle, unpack_archive
+from workbench.errors import ConfigError
+from workbench.export import export
+from workbench.store import RunStore
+
+
+def _classifier(path: Path, in_shape: tuple[int, ...], classes: int = 3, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(in_shape))
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["input"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "W"], ["output"]),
+        ],
+        path.stem,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *in_shape])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", classes])],
+        [numpy_helper.from_array(rng.standard_normal((n, classes)).astype(np.float32), "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_bundle(tmp_path_factory):
+    from workbench.profiling import profile
+
+    measured = profile("digits-mlp", iterations=30, max_seconds=2, operators=False, store=False)
+    out = tmp_path_factory.mktemp("export") / "digits-mlp"
+    info = export(
+        "digits-mlp",
+        out,
+        slo_p99_ms=15,
+        monthly_budget_usd=200,
+        instance_usd_per_h=0.1,
+        profile=measured,
+        cache=True,
+        threads=1,
+        tar=True,
+    )
+    return info, measured
+
+
+def test_a_demo_model_bundle_holds_every_part(demo_bundle):
+    info = demo_bundle[0]
+    root = info.path
+    for rel in (
+        "models/digits-mlp.onnx",
+        "manifest.json",
+        "SHA256SUMS",
+        "requirements.txt",
+        "Dockerfile",
+        "README.md",
+        "serving/__main__.py",
+        "deploy/ray/serve.yaml",
+        "deploy/kubernetes/deployment.yaml",
+        "deploy/kubernetes/service.yaml",
+        "deploy/kubernetes/hpa.yaml",
+        "deploy/kubernetes/inferenceservice.yaml",
+        "deploy/prometheus/alerts.yaml",
+    ):
+        assert (root / rel).is_file(), rel
+    source = Path(serving.__file__).parent
+    for py in source.glob("*.py"):
+        assert (root / "serving" / py.name).read_bytes() == py.read_bytes()
+    assert (root / "requirements.txt").read_text() == (source / "requirements.txt").read_text()
+    onnx.checker.check_model(onnx.load(str(root / "models/digits-mlp.onnx")))
+    assert load_bundle(root).manifest.name == "digits-mlp"
+
+
+def test_the_manifest_records_io_settings_profile_and_cost(demo_bundle):
+    info, measured = demo_bundle
+    doc = json.loads((info.path / "manifest.json").read_text())
+    assert doc["schema_version"] == 1
+    assert doc["models"][0]["inputs"] == [
+        {"name": "input", "datatype": "FP32", "shape": [-1, 64], "typical_shape": [1, 64]}
+    ]
+    assert doc["models"][0]["outputs"][0]["shape"] == [-1, 10]
+    assert (
+        doc["batching"]["enabled"] and doc["cache"]["enabled"] and doc["threads"]["intra_op"] == 1
+    )
+    assert doc["slo"] == {"p99_ms": 15.0}
+    assert doc["profile"]["latency_ms_p99"] == measured.latency_ms_p99
+    assert doc["profile"]["throughput_items_per_s"] == measured.throughput_items_per_s
+    per_million = 0.1 / (measured.throughput_items_per_s * 3600 * 0.5) * 1e6
+    assert doc["cost"]["usd_per_million"] == pytest.approx(per_million)
+    assert doc["cost"]["monthly_budget_usd"] == 200 and doc["cost"]["method"] == "typed in"
+
+
+def test_checksums_cover_every_file_and_nothing_is_a_pickle(demo_bundle):
+    root = demo_bundle[0].path
+    listed = {}
+    for line in (root / "SHA256SUMS").read_text().splitlines():
+        digest, rel = line.split("  ", 1)
+        listed[rel] = digest
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert set(listed) == files - {"SHA256SUMS"}
+    for rel, digest in listed.items():
+        data = (root / rel).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest
+        assert not (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+
+
+def test_deployment_files_are_valid_and_carry_the_bundle_settings(demo_bundle):
+    root = demo_bundle[0].path
+    kube = {p.name: yaml.safe_load(p.read_text()) for p in (root / "deploy/kubernetes").iterdir()}
+    kinds = {doc["kind"] for doc in kube.values()}
+    assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "InferenceService"}
+    container = kube["deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["resources"]["requests"]["cpu"] == "1"
+    # 200 USD a month buys floor(200 / (0.1 * 730.5)) = 2 replicas at 0.1 USD/h
+    assert kube["hpa.yaml"]["spec"]["maxReplicas"] == 2
+    assert kube["inferenceservice.yaml"]["apiVersion"] == "serving.kserve.io/v1beta1"
+    rules = yaml.safe_load((root / "deploy/prometheus/alerts.yaml").read_text())
+    exprs = {r["alert"]: r["expr"] for r in rules["groups"][0]["rules"]}
+    assert "serving_request_seconds_bucket" in exprs["DigitsMlpP99OverSLO"]
+    assert exprs["DigitsMlpP99OverSLO"].endswith("> 0.015")
+    assert exprs["DigitsMlpReplicaCostOverBudget"].endswith("> 200")
+    assert exprs["DigitsMlpPredictionCostOverBudget"].endswith("> 200")
+    ray = yaml.safe_load((root / "deploy/ray/serve.yaml").read_text())
+    assert ray["applications"][0]["import_path"] == "serving.ray_app:app_builder"
+    docker = (root / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir -r requirements.txt" in docker and "USER 10001" in docker
+
+
+def test_ray_replica_options_come_from_the_manifest(demo_bundle):
+    from serving.ray_app import replica_options
+
+    options = replica_options({"bundles": [str(demo_bundle[0].path)]})
+    assert options["name"] == "digits-mlp" and options["ray_actor_options"]["num_cpus"] == 1
+    assert options["logging_config"] == {"enable_access_log": False}
+    assert options["max_ongoing_requests"] >= 8
+
+
+def test_the_archive_unpacks_to_the_same_verified_bundle(demo_bundle, tmp_path):
+    info = demo_bundle[0]
+    assert info.archive == info.path.with_name("digits-mlp.tar.gz")
+    folder = unpack_archive(info.archive, tmp_path / "unpacked")
+    assert folder.name == "digits-mlp"
+    assert load_bundle(folder).manifest == load_bundle(info.path).manifest
+
+
+def test_profile_figures_come_from_a_stored_run(tmp_path, db_path):
+    with RunStore(db_path) as store:
+        run_id = store.add(
+            "profile",
+            model="m",
+            fingerprint="f",
+            config={"batch_size": 8, "threads": 1},
+            metrics={
+                "latency_ms_p99": 3.0,
+                "throughput_items_per_s": 900.0,
+                "energy_j_per_item": 0.02,
+                "energy_method": "measured",
+            },
+        )
+    model = _classifier(tmp_path / "m.onnx", (4,))
+    info = export(model, tmp_path / "b", profile=run_id, usd_per_million=1.5)
+    assert info.manifest.profile == {
+        "run_id": run_id,
+        "model": "m",
+        "fingerprint": "f",
+        "batch_size": 8,
+        "threads": 1,
+        "latency_ms_p99": 3.0,
+        "throughput_items_per_s": 900.0,
+        "energy_j_per_item": 0.02,
+        "energy_method": "measured",
+    }
+    assert info.manifest.cost.usd_per_million == 1.5 and info.manifest.cost.method == "typed in"
+
+
+def test_a_cascade_bundle_holds_both_models(tmp_path):
+    small = _classifier(tmp_path / "small.onnx", (8,), seed=1)
+    large = _classifier(tmp_path / "large.onnx", (2, 4), seed=2)
+    info = export(None, tmp_path / "b", cascade=(small, large, 0.7), confidence="margin")
+    m = info.manifest
+    assert [f.role for f in m.models] == ["small", "large"] and m.name == "small-cascade"
+    assert (m.cascade.threshold, m.cascade.confidence, m.cascade.output) == (
+        0.7,
+        "margin",
+        "output",
+    )
+    assert load_bundle(info.path).manifest.cascade == m.cascade
+
+
+def test_bad_arguments_are_refused_and_leave_nothing_behind(tmp_path):
+    small = _classifier(tmp_path / "small.onnx", (8,))
+    odd = _classifier(tmp_path / "odd.onnx", (5,))
+    out = tmp_path / "out" / "b"
+    cases = [
+        (dict(cascade=(small, odd, 0.5)), "same tensors"),
+        (dict(cascade=(small, small, 1.5)), "must be in"),
+        (dict(cascade=(small,)), "must be \\(small, large, threshold\\)"),
+        (dict(batching={"max_rows": 4}), "batching has no setting 'max_rows'"),
+        (dict(slo_p99_ms=-1), "slo_p99_ms=-1 must be"),
+        (dict(profile="fast"), "cannot read a profile from str"),
+    ]
+    for kwargs, phrase in cases:
+        with pytest.raises(ConfigError, match=phrase):
+            export(None if "cascade" in kwargs else small, out, **kwargs)
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_an_existing_folder_is_kept_unless_overwrite(tmp_path):
+    model = _classifier(tmp_path / "m.onnx", (4,))
+    out = tmp_path / "b"
+    export(model, out)
+    with pytest.raises(ConfigError, match="already exists"):
+        export(model, out)
+    (out / "manifest.json").write_text("{}")
+    with pytest.raises(BundleError):
+        load_bundle(out)
+    export(model, out, overwrite=True)
+    assert load_bundle(out).manifest.name == "m"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=300,
+    )
+
+
+def test_cli_export_writes_a_bundle_and_reports_errors_in_one_line(tmp_path):
+    model = _classifier(tmp_path / "m.onnx", (4,))
+    out = tmp_path / "bundle"
+    done = _cli(
+        "export",
+        str(model),
+        str(out),
+        "--slo-p99-ms",
+        "10",
+        "--cache",
+        "--tar",
+        "--max-batch-rows",
+        "16",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote bundle 'm'" in done.stdout and "python -m serving" in done.stdout
+    manifest = load_bundle(out).manifest
+    assert manifest.batching.max_batch_rows == 16 and manifest.cache.enabled
+    assert out.with_name("bundle.tar.gz").is_file()
+    again = _cli("export", str(model), str(out))
+    assert again.returncode == 2
+    assert "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
