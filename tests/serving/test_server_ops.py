@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from serving_helpers import REPO, export_bundle, infer_json, reference, serving
+from serving_helpers import REPO, export_bundle, infer_json, reference, serving, slow_onnx
 from tritonclient.utils import InferenceServerException
 
 
@@ -47,9 +47,12 @@ def test_bearer_token_guards_everything_but_health(lin_bundle, tmp_path):
         assert server.log()[0]["auth"] is True
 
 
-def test_overload_answers_503_with_retry_after_and_keeps_serving(models_dir, tmp_path):
+def test_overload_answers_503_with_retry_after_and_keeps_serving(tmp_path):
+    # ~10x the shared slow model, so 24 callers overlap even when a loaded machine starts
+    # their threads slowly: the queue of 2 rows must overflow
+    slower = slow_onnx(tmp_path / "slow.onnx", depth=600)
     bundle = export_bundle(
-        models_dir / "slow.onnx",
+        slower,
         tmp_path / "slow",
         name="slow",
         batching={"max_batch_rows": 1, "max_queue_rows": 2},
