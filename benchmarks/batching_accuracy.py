@@ -14,6 +14,7 @@ figure and load, in the order of ``errors_detail``).
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import statistics
@@ -23,16 +24,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import orjson
+# benchmarks/serving.py would shadow the serving package: import from the repository root instead
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from serving.models import OnnxModel
-from workbench.batching import BatchLatencyCurve
-from workbench.export import export
-from workbench.models import load_model
-from workbench.replay import replay_trace
-from workbench.simulator import ServerConfig, predict
-from workbench.traces import poisson_trace, trace_from_times
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+
+from serving.models import OnnxModel  # noqa: E402
+from workbench.batching import BatchLatencyCurve  # noqa: E402
+from workbench.export import export  # noqa: E402
+from workbench.models import load_model  # noqa: E402
+from workbench.replay import replay_trace  # noqa: E402
+from workbench.simulator import ServerConfig, predict  # noqa: E402
+from workbench.traces import poisson_trace, trace_from_times  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "batching_accuracy.json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,11 +67,23 @@ def start_server(bundle: Path, log: Path) -> tuple[subprocess.Popen, int]:
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {log.read_text()}")
         for line in log.read_text().splitlines():
-            if '"listening"' in line:
+            if '"listening"' in line and _ready(int(json.loads(line)["port"])):
                 return proc, int(json.loads(line)["port"])
         time.sleep(0.1)
     proc.kill()
     raise SystemExit(f"server did not start: {log.read_text()}")
+
+
+def _ready(port: int) -> bool:
+    """True once every model has warmed up (the server answers 503 until then)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/v2/health/ready")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
 
 
 def main() -> int:
@@ -114,6 +130,9 @@ def main() -> int:
         calib = replay_trace("127.0.0.1", port, "minilm", spaced, body, connections=2)
         overhead_ms = max(calib.figures.latency_ms_p50 - service_ms, 0.0)
         config = ServerConfig(max_batch_size=1, instances=1, request_overhead_ms=overhead_ms)
+        # untimed: the first loaded seconds of a fresh server (allocations, caches) are not
+        # what the simulator models
+        replay_trace("127.0.0.1", port, "minilm", poisson_trace(0.5 * capacity, 3.0, seed=99), body)
 
         # 3. each load: simulate, then replay the very same trace
         rows, errors, detail = [], [], []
