@@ -119,6 +119,9 @@ def _ort_runner(
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    level = handle.metadata.get("ort_graph_optimization_level")
+    if level is not None:  # a graph-level variant (workbench.quantization) names its level
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     if profiling_dir is not None:
         opts.enable_profiling = True
         opts.profile_file_prefix = os.path.join(profiling_dir, "ort_profile")

@@ -55,7 +55,9 @@ def test_digits_quality_comes_from_the_held_out_test_split(cnn):
     assert q.reference == pytest.approx(ref_acc) == pytest.approx(cnn.metadata["accuracy_test"])
     assert q.drop == pytest.approx(ref_acc - expected)
     assert q.max_abs_error == pytest.approx(float(np.abs(outputs - reference).max()))
-    assert q.top1_agreement == pytest.approx(float((outputs.argmax(1) == reference.argmax(1)).mean()))
+    assert q.top1_agreement == pytest.approx(
+        float((outputs.argmax(1) == reference.argmax(1)).mean())
+    )
     assert q.items == len(split.y_test) and q.method == "measured"
     assert "held out" in q.data
     stored = q.to_dict()
@@ -84,7 +86,9 @@ def test_user_metric_callable_gives_the_quality_figure():
     x = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], dtype=np.float32)
     labels = np.array([1, 0, 0])
     data = TaskData(
-        "custom", ArraySet({"x": x}, labels), metric=lambda out, y: float((out.argmax(1) == y).sum())
+        "custom",
+        ArraySet({"x": x}, labels),
+        metric=lambda out, y: float((out.argmax(1) == y).sum()),
     )
     q = evaluate(x[::-1].copy(), x, data)
     assert (q.reference, q.value, q.drop) == (2.0, 2.0, 0.0)
@@ -113,7 +117,7 @@ def test_calibration_data_of_the_wrong_shape_is_refused(cnn):
         check_inputs(cnn, X, "calibration")
     with pytest.raises(InputShapeError, match="takes inputs"):
         check_inputs(cnn, {"pixels": X.reshape(-1, 1, 8, 8)}, "calibration")
-    with pytest.raises(InputShapeError, match="int64.*float32"):
+    with pytest.raises(InputShapeError, match=r"int64.*float32"):
         check_inputs(cnn, X.reshape(-1, 1, 8, 8).astype(np.int64), "calibration")
     split = digits_split(0)
     with pytest.raises(InputShapeError, match="calibration"):
