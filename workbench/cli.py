@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError, ConstraintError, WorkbenchError
 
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException
@@ -538,6 +538,105 @@ def export_bundle(
     if info.archive is not None:
         console.print(f"- archive: {info.archive}", markup=False)
     console.print(f"serve it: python -m serving {info.path} --port 8080", markup=False)
+
+
+OPTIMIZE_COLUMNS = [
+    "variant",
+    "backend",
+    "batch_size",
+    "threads",
+    "quality_drop",
+    "nn_agreement",
+    "latency_ms_p99",
+    "throughput_items_per_s",
+    "energy_j_per_item",
+    "energy_method",
+    "size_mb",
+    "memory_mb",
+]
+
+
+@app.command()
+def optimize(
+    model: str = typer.Argument(..., help="Demo model (digits-cnn, digits-mlp, minilm)."),
+    max_quality_drop: str = typer.Option(
+        "1%", "--max-quality-drop", help="Largest quality drop: 1% (or 0.01)."
+    ),
+    slo_p99: str | None = typer.Option(
+        None, "--slo-p99", help="p99 latency SLO per call, e.g. 20ms, 0.5s."
+    ),
+    memory_cap_mb: float | None = typer.Option(
+        None, "--memory-cap-mb", help="Memory cap in MB (model size + measured peak growth)."
+    ),
+    min_nn_agreement: str | None = typer.Option(
+        None, "--min-nn-agreement", help="Encoders: least nearest-neighbour agreement, e.g. 90%."
+    ),
+    strategy: str = typer.Option("halving", help="grid or halving (successive halving)."),
+    budget_s: float | None = typer.Option(
+        None, "--budget-s", help="Stop after this many seconds, keeping what finished."
+    ),
+    objective: str = typer.Option("energy", help="energy, throughput, latency or size."),
+    variant: list[str] | None = typer.Option(
+        None, "--variant", "-v", help="Only these variants (repeat); default: all."
+    ),
+    batch_size: list[int] | None = typer.Option(
+        None, "--batch-size", "-n", help="Batch sizes to try (repeat); default 1, 8, 32."
+    ),
+    threads: list[int] | None = typer.Option(
+        None, "--threads", "-t", help="Thread counts to try (repeat); default 1 and all cores."
+    ),
+    measure_seconds: float = typer.Option(
+        1.0, help="Timing and energy window of a final measurement, per configuration."
+    ),
+    top: int = typer.Option(15, help="Show this many configurations (best first)."),
+    db: str | None = typer.Option(
+        None, help="Run store path (default: WORKBENCH_DB or user data dir)."
+    ),
+) -> None:
+    """Search compression variants x batch size x threads; recommend one under the constraints.
+
+    Every variant's quality is measured on held-out data, then its latency, throughput, memory
+    and energy on this machine.
+    """
+    from workbench.search import OBJECTIVES, parse_fraction, parse_ms
+    from workbench.search import optimize as run_optimize
+
+    result = run_optimize(
+        model,
+        max_quality_drop=parse_fraction(max_quality_drop, "--max-quality-drop"),
+        slo_p99_ms=None if slo_p99 is None else parse_ms(slo_p99, "--slo-p99"),
+        memory_cap_mb=memory_cap_mb,
+        min_nn_agreement=None
+        if min_nn_agreement is None
+        else parse_fraction(min_nn_agreement, "--min-nn-agreement"),
+        variants=variant or None,
+        batch_sizes=batch_size or (1, 8, 32),
+        threads=threads or None,
+        strategy=strategy,
+        objective=objective,
+        budget_s=budget_s,
+        measure_seconds=measure_seconds,
+        store=db,
+    )
+    frame = result.to_frame()
+    if not frame.empty:
+        key, sign = OBJECTIVES[objective]
+        best = frame.sort_values(key, ascending=sign > 0).head(top)
+        title = f"{model}: best {len(best)} of {len(frame)} configurations (measured here)"
+        print_frame(best, title, OPTIMIZE_COLUMNS)
+        title = "Pareto frontier (quality drop, p99, J/inference, size)"
+        print_frame(result.frontier(), title, OPTIMIZE_COLUMNS)
+    for item in result.skipped:
+        console.print(
+            f"skipped {item['variant']} ({item['stage']}): {item['reason']}", markup=False
+        )
+    if result.stopped or result.interrupted:
+        console.print(f"stopped early ({result.stopped or 'interrupted'}): results so far kept")
+    console.print(f"search {result.search_id}: {result.seconds:.0f} s; run store: "
+                  f"{db or 'default'} (kind variant / optimize)", markup=False)  # fmt: skip
+    if result.recommendation is None:
+        raise ConstraintError(result.unmet or "no recommendation")
+    console.print(Text.assemble(("recommended: ", "bold green"), result.recommendation.reason))
 
 
 def main(argv: list[str] | None = None) -> int:

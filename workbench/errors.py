@@ -52,3 +52,8 @@ class BackendUnavailableError(WorkbenchError):
 class EnergyError(WorkbenchError):
     """An energy meter misused or failing: a window ended twice or never begun, an unknown GPU
     index, an unreadable RAPL counter."""
+
+
+class ConstraintError(WorkbenchError):
+    """Search constraints that no measured configuration meets; the message names the
+    constraint(s) and the closest candidate."""
