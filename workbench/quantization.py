@@ -443,22 +443,66 @@ def build_static(
     base: ModelHandle, ctx: BuildContext, method: str = "minmax", per_channel: bool = False
 ) -> Variant:
     """Static int8 in QDQ format, activation ranges calibrated on the calibration data."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }
-    if method not in methods:
+    if method not in CALIBRATORS:
         raise ConfigError(f"method={method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
     data = _calibration(base, ctx)
+    src = prepared_onnx(base, ctx)
+    label = f"ort-int8-static-{method}{'-per-channel' if per_channel else ''}"
+    out = ctx.path(label)
+    with _quiet():
+        ranges = calibration_ranges(src, data, method, ctx.path(f"{label}-ranges"))
+        quantize_static(
+            str(src),
+            str(out),
+            None,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(STATIC_OPS),
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CALIBRATORS[method][0](),
+            calibration_cache_path=str(ranges),
+        )
+    params = {"method": method, "per_channel": per_channel, "format": "QDQ",
+              "op_types": list(STATIC_OPS), "calibrator": CALIBRATORS[method][1]}  # fmt: skip
+    meta = {
+        "calibration_items": min(len(data), CALIBRATION_ITEMS),
+        "calibration_data": data.description,
+        "quantized_nodes": _count_ops(out, ("QuantizeLinear",)),
+    }
+    return make_variant(base, label, "quantization", params, out, metadata=meta)
+
+
+def _method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return getattr(CalibrationMethod, name)
+
+
+#: ONNX Runtime calibrators and their settings. Entropy gets 512 histogram bins: with its default
+#: (128 bins for 128 quantised bins) the only threshold it can pick is the full range, i.e. MinMax.
+CALIBRATORS = {
+    "minmax": (lambda: _method("MinMax"), {"symmetric": False}),
+    "entropy": (
+        lambda: _method("Entropy"),
+        {"num_bins": 512, "num_quantized_bins": 128, "symmetric": False},
+    ),
+    "percentile": (
+        lambda: _method("Percentile"),
+        {"num_bins": 2048, "percentile": 99.999, "symmetric": True},
+    ),
+}
+
+
+def calibration_ranges(src: Path, data: DataSet, method: str, cache: Path) -> Path:
+    """Run one calibrator over the calibration data and save the activation ranges (ONNX
+    Runtime's calibration cache, which ``quantize_static`` then reads)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, save_tensors_data
+    from onnxruntime.quantization.calibrate import create_calibrator
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -467,29 +511,19 @@ def build_static(
         def get_next(self) -> dict | None:
             return next(self.feeds, None)
 
-    label = f"ort-int8-static-{method}{'-per-channel' if per_channel else ''}"
-    out = ctx.path(label)
-    with _quiet():
-        quantize_static(
-            str(prepared_onnx(base, ctx)),
-            str(out),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(STATIC_OPS),
-            per_channel=per_channel,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=methods[method],
-            extra_options={"CalibTensorRangeSymmetric": False},
+    make_method, settings = CALIBRATORS[method]
+    cache = cache.with_suffix(".json")
+    with tempfile.TemporaryDirectory(prefix="workbench-calib-") as tmp:
+        calibrator = create_calibrator(
+            src,
+            list(STATIC_OPS),
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=make_method(),
+            extra_options=settings,
         )
-    params = {"method": method, "per_channel": per_channel, "format": "QDQ",
-              "op_types": list(STATIC_OPS)}  # fmt: skip
-    meta = {
-        "calibration_items": min(len(data), CALIBRATION_ITEMS),
-        "calibration_data": data.description,
-        "quantized_nodes": _count_ops(out, ("QuantizeLinear",)),
-    }
-    return make_variant(base, label, "quantization", params, out, metadata=meta)
+        calibrator.collect_data(Reader())
+        save_tensors_data(calibrator.compute_data(), cache)
+    return cache
 
 
 # ------------------------------------------------------------------------- fp16 / bf16
