@@ -71,7 +71,11 @@ def test_demo_reports_findings_and_writes_results(tmp_path, db_path):
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert len(summary["profiles"]) == 4 and summary["findings"]
     assert (tmp_path / "demo" / "profiles.csv").read_text().count("\n") == 5
-    assert len(RunStore(db_path).runs(model="digits-mlp")) == 4
+    assert len(RunStore(db_path).runs(model="digits-mlp", kind="profile")) == 4
+    # the compress step: a short search, each variant judged on held-out data, then measured
+    assert "compression: recommended" in out.stdout.replace("\n", " ")
+    assert summary["compression"] and (tmp_path / "demo" / "compression.csv").exists()
+    assert len(RunStore(db_path).runs(model="digits-mlp", kind="optimize")) == 1
 
 
 def _corrupt_onnx(tmp_path) -> str:
