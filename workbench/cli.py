@@ -558,7 +558,12 @@ OPTIMIZE_COLUMNS = [
 
 @app.command()
 def optimize(
-    model: str = typer.Argument(..., help="Demo model (digits-cnn, digits-mlp, minilm)."),
+    model: str = typer.Argument(
+        ..., help="Demo model (digits-cnn, digits-mlp, minilm) or a .onnx path with --held-out."
+    ),
+    held_out: str | None = typer.Option(
+        None, "--held-out", help="Held-out data (.npz): the inputs by name, and 'labels'."
+    ),
     max_quality_drop: str = typer.Option(
         "1%", "--max-quality-drop", help="Largest quality drop: 1% (or 0.01)."
     ),
@@ -603,6 +608,7 @@ def optimize(
 
     result = run_optimize(
         model,
+        data=None if held_out is None else _held_out(held_out),
         max_quality_drop=parse_fraction(max_quality_drop, "--max-quality-drop"),
         slo_p99_ms=None if slo_p99 is None else parse_ms(slo_p99, "--slo-p99"),
         memory_cap_mb=memory_cap_mb,
@@ -637,6 +643,21 @@ def optimize(
     if result.recommendation is None:
         raise ConstraintError(result.unmet or "no recommendation")
     console.print(Text.assemble(("recommended: ", "bold green"), result.recommendation.reason))
+
+
+def _held_out(path: str) -> dict:
+    """``--held-out data.npz``: arrays keyed by input name, labels under ``labels``."""
+    import numpy as np
+
+    try:
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot read --held-out {path!r} ({exc}); save it with numpy.savez(path, "
+            "INPUT_NAME=X, labels=y)"
+        ) from exc
+    return {"held_out": arrays, "labels": arrays.pop("labels", None)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ Example
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -210,7 +211,8 @@ def task_data(
     if held_out is None:
         raise ConfigError(
             f"{handle.name} has no built-in held-out data: pass held_out= (arrays keyed by input "
-            "name, or a SentenceSet) and labels= or metric=, so that quality is measured"
+            "name, or a SentenceSet) and labels= or metric= (CLI: --held-out data.npz with the "
+            "inputs by name and 'labels'), so that quality is measured"
         )
     sets = {}
     for field_name, value, y in (
@@ -226,6 +228,13 @@ def task_data(
             arrays = check_inputs(handle, value, field_name)
             sets[field_name] = ArraySet(arrays, y, f"{field_name} data")
     chosen = task or ("custom" if metric is not None else "classification")
+    if sets["calibration"] is None and sets["train"] is None:
+        warnings.warn(
+            f"{handle.name}: no calibration= or train= data, so static quantisation, the "
+            "sensitivity scan and fine-tuning use the held-out data too; pass calibration= to "
+            "keep the quality figures independent of them",
+            stacklevel=2,
+        )
     return TaskData(chosen, sets["held_out"], sets["calibration"], sets["train"], metric)
 
 

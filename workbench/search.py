@@ -25,7 +25,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -596,7 +596,7 @@ def optimize(
     objective: str = "energy",
     budget_s: float | None = None,
     measure_seconds: float = 1.0,
-    data: TaskData | None = None,
+    data: TaskData | Mapping[str, Any] | None = None,
     store: RunStore | str | Path | bool | None = None,
     meter: Any = None,
     seed: int = 0,
@@ -617,7 +617,9 @@ def optimize(
     strategy: ``grid`` or ``halving``; objective: ``energy``, ``throughput``, ``latency`` or
         ``size``; budget_s: wall-clock budget of the whole search (stops and keeps results).
     measure_seconds: timing (and energy) window of a final measurement per configuration.
-    data: held-out, calibration and training data (built in for the demo models).
+    data: held-out, calibration and training data (built in for the demo models): a
+        :class:`~workbench.quality.TaskData`, or the keyword arguments of
+        :func:`~workbench.quality.task_data` (``{"held_out": X, "labels": y}``).
     store: run store (``None``: default store; ``False``: none).
     stop: called between steps; returning true stops the search, keeping what finished.
 
@@ -716,7 +718,7 @@ class _Search:
         specs: list[VariantSpec],
         batches: list[int],
         threads: list[int],
-        data: TaskData | None,
+        data: TaskData | Mapping[str, Any] | None,
         seed: int,
         work_dir: Path | None,
     ) -> SearchResult:
@@ -725,7 +727,8 @@ class _Search:
         from workbench.energy import auto_meter
 
         handle = load_model(model)
-        data = data if data is not None else task_data(handle, seed=seed)
+        if not isinstance(data, TaskData):
+            data = task_data(handle, seed=seed, **(data or {}))
         # time real held-out items (length-bucketed sentences), not synthetic inputs
         base = dataclasses.replace(handle, make_inputs=data.held_out.example_feed)
         work = work_dir or cache_dir() / "variants" / f"{handle.name}-{handle.fingerprint[:12]}"

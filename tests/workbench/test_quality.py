@@ -131,7 +131,8 @@ def test_a_user_model_needs_held_out_data():
     with pytest.raises(ConfigError, match="held_out="):
         task_data(handle)
     X = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
-    data = task_data(handle, held_out=X, labels=np.zeros(10, dtype=np.int64))
+    with pytest.warns(UserWarning, match="pass calibration="):
+        data = task_data(handle, held_out=X, labels=np.zeros(10, dtype=np.int64))
     assert data.task == "classification" and data.calibration is data.held_out
     with pytest.raises(InputShapeError, match="3 labels for 10"):
         task_data(handle, held_out=X, labels=np.zeros(3, dtype=np.int64))

@@ -237,3 +237,24 @@ def test_cli_optimize_recommends_and_refuses_what_nothing_meets(db_path):
     assert bad.returncode == 2 and "--max-quality-drop='lots'" in bad.stderr
     with RunStore(db_path) as store:
         assert len(store.runs(kind="optimize")) == 2
+
+
+def test_cli_optimizes_an_onnx_file_judged_on_the_users_held_out_data(tmp_path, db_path):
+    from workbench.models import load_model
+
+    onnx_path = load_model("digits-mlp").onnx()
+    split = digits_split(0)
+    data = tmp_path / "held_out.npz"
+    np.savez(data, input=split.X_test, labels=split.y_test)
+    args = ["optimize", str(onnx_path), "-v", "ort-fp32", "-v", "ort-int8-dynamic-per-channel",
+            "-v", "torch-int8-dynamic", "-n", "8", "-t", "1", "--measure-seconds", "0.1",
+            "--db", db_path]  # fmt: skip
+    ok = _cli(*args, "--held-out", str(data))
+    assert ok.returncode == 0, ok.stderr
+    assert "recommended:" in ok.stdout
+    assert "skipped torch-int8-dynamic (build)" in ok.stdout  # an ONNX file has no torch form
+    with RunStore(db_path) as store:
+        rows = store.runs(kind="variant")
+    assert {r.metrics["quality_items"] for r in rows} == {len(split.y_test)}
+    missing = _cli(*args)
+    assert missing.returncode == 2 and "--held-out data.npz" in missing.stderr
