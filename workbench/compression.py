@@ -12,8 +12,9 @@ raises :class:`VariantSkipped` with the reason; the search records it and goes o
 
 Example
 -------
->>> sorted(variant_specs())[:3]
-['ort-fp16-cuda', 'ort-fp32', 'ort-fp32-opt-basic']
+>>> spec = variant_specs()["torch-prune-structured"].with_params(sparsity=0.3)
+>>> spec.name, spec.family, spec.params["sparsity"]
+('torch-prune-structured-sparsity0.3', 'pruning', 0.3)
 """
 
 from __future__ import annotations

@@ -258,3 +258,20 @@ def test_cli_optimizes_an_onnx_file_judged_on_the_users_held_out_data(tmp_path, 
     assert {r.metrics["quality_items"] for r in rows} == {len(split.y_test)}
     missing = _cli(*args)
     assert missing.returncode == 2 and "--held-out data.npz" in missing.stderr
+
+
+def test_the_docstring_examples_run():
+    import doctest
+
+    import workbench.compression
+    import workbench.distillation
+    import workbench.pruning
+    import workbench.quality
+    import workbench.quantization
+    import workbench.search
+
+    for module in (workbench.compression, workbench.distillation, workbench.pruning,
+                   workbench.quality, workbench.quantization, workbench.search):  # fmt: skip
+        result = doctest.testmod(module)
+        assert result.attempted > 0, module.__name__
+        assert result.failed == 0, module.__name__
