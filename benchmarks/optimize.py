@@ -116,6 +116,28 @@ def summarise(result: SearchResult, one_thread: dict[str, float] | None) -> dict
     return row
 
 
+def print_table(rows: list[dict[str, Any]], console: Console) -> None:
+    """The headline figures, one row per model."""
+    table = Table(title="automatic optimisation vs fp32 PyTorch eager batch 1 (all cores)")
+    for col in ("model", "recommended", "items/J gain", "(vs 1 thread)", "throughput gain",
+                "quality drop", "NN agree", "energy", "search s"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("model", "recommended") else "right")
+    for r in rows:
+        fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
+        table.add_row(
+            r["model"],
+            r.get("recommended", r.get("unmet", "")),
+            fmt(r.get("items_per_joule_gain"), ".1f") + "x",
+            fmt(r.get("items_per_joule_gain_vs_1_thread"), ".1f") + "x",
+            fmt(r.get("throughput_gain"), ".1f") + "x",
+            fmt(r.get("quality_drop"), ".2%"),
+            fmt(r.get("nn_agreement"), ".2f"),
+            r.get("energy_method", ""),
+            fmt(r.get("search_seconds"), ".0f"),
+        )
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["digits-cnn", "minilm"])
@@ -139,25 +161,8 @@ def main() -> None:
             "load_average_after": [round(x, 2) for x in load_after],
         }
 
-    table = Table(title="automatic optimisation vs fp32 PyTorch eager batch 1 (all cores)")
-    for col in ("model", "recommended", "items/J gain", "(vs 1 thread)", "throughput gain",
-                "quality drop", "NN agree", "energy", "search s"):  # fmt: skip
-        table.add_column(col, justify="left" if col in ("model", "recommended") else "right")
-    for r in rows:
-        fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
-        table.add_row(
-            r["model"],
-            r.get("recommended", r.get("unmet", "")),
-            fmt(r.get("items_per_joule_gain"), ".1f") + "x",
-            fmt(r.get("items_per_joule_gain_vs_1_thread"), ".1f") + "x",
-            fmt(r.get("throughput_gain"), ".1f") + "x",
-            fmt(r.get("quality_drop"), ".2%"),
-            fmt(r.get("nn_agreement"), ".2f"),
-            r.get("energy_method", ""),
-            fmt(r.get("search_seconds"), ".0f"),
-        )
-    console = Console()
-    console.print(table)
+    console = Console(width=max(Console().width, 150))
+    print_table(rows, console)
     console.print(f"load average before {load_before}, after {load_after} "
                   f"({os.cpu_count()} logical cores)")  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
