@@ -71,8 +71,9 @@ def summarise(result: SearchResult, one_thread: dict[str, float] | None) -> dict
     rec = result.recommendation
     row: dict[str, Any] = {"model": result.model, "search_seconds": round(result.seconds, 1)}
     if rec is None:
-        row.update(items_per_joule_gain=None, throughput_gain=None, quality_drop=None,
-                   unmet=result.unmet)  # fmt: skip
+        row.update(
+            items_per_joule_gain=None, throughput_gain=None, quality_drop=None, unmet=result.unmet
+        )
         return row
     best, base = rec.candidate, rec.baseline
     row.update(
@@ -119,8 +120,17 @@ def summarise(result: SearchResult, one_thread: dict[str, float] | None) -> dict
 def print_table(rows: list[dict[str, Any]], console: Console) -> None:
     """The headline figures, one row per model."""
     table = Table(title="automatic optimisation vs fp32 PyTorch eager batch 1 (all cores)")
-    for col in ("model", "recommended", "items/J gain", "(vs 1 thread)", "throughput gain",
-                "quality drop", "NN agree", "energy", "search s"):  # fmt: skip
+    for col in (
+        "model",
+        "recommended",
+        "items/J gain",
+        "(vs 1 thread)",
+        "throughput gain",
+        "quality drop",
+        "NN agree",
+        "energy",
+        "search s",
+    ):
         table.add_column(col, justify="left" if col in ("model", "recommended") else "right")
     for r in rows:
         fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
@@ -148,8 +158,13 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = []
     for name in args.models:
-        result = optimize(name, max_quality_drop=TARGET_DROP, strategy="halving",
-                          measure_seconds=args.measure_seconds, store=args.db)  # fmt: skip
+        result = optimize(
+            name,
+            max_quality_drop=TARGET_DROP,
+            strategy="halving",
+            measure_seconds=args.measure_seconds,
+            store=args.db,
+        )
         row = summarise(result, one_thread_baseline(result, args.measure_seconds))
         rows.append(row)
     load_after = os.getloadavg()
@@ -163,8 +178,9 @@ def main() -> None:
 
     console = Console(width=max(Console().width, 150))
     print_table(rows, console)
-    console.print(f"load average before {load_before}, after {load_after} "
-                  f"({os.cpu_count()} logical cores)")  # fmt: skip
+    console.print(
+        f"load average before {load_before}, after {load_after} ({os.cpu_count()} logical cores)"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(rows, indent=2, default=str))
     console.print(f"wrote {RESULTS}")

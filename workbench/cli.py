@@ -638,8 +638,11 @@ def optimize(
         )
     if result.stopped or result.interrupted:
         console.print(f"stopped early ({result.stopped or 'interrupted'}): results so far kept")
-    console.print(f"search {result.search_id}: {result.seconds:.0f} s; run store: "
-                  f"{db or 'default'} (kind variant / optimize)", markup=False)  # fmt: skip
+    console.print(
+        f"search {result.search_id}: {result.seconds:.0f} s; run store: "
+        f"{db or 'default'} (kind variant / optimize)",
+        markup=False,
+    )
     if result.recommendation is None:
         raise ConstraintError(result.unmet or "no recommendation")
     console.print(Text.assemble(("recommended: ", "bold green"), result.recommendation.reason))

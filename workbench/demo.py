@@ -135,10 +135,17 @@ def compress_step(
     returns the measured configurations and one finding per line."""
     from workbench.search import MIN_MEASURE_SECONDS, optimize
 
-    result = optimize(handle, max_quality_drop=0.01, variants=DEMO_VARIANTS, batch_sizes=(1, 32),
-                      threads=[1], strategy="grid", store=store,
-                      measure_seconds=max(MIN_MEASURE_SECONDS, measure_seconds),
-                      progress=False)  # fmt: skip
+    result = optimize(
+        handle,
+        max_quality_drop=0.01,
+        variants=DEMO_VARIANTS,
+        batch_sizes=(1, 32),
+        threads=[1],
+        strategy="grid",
+        store=store,
+        measure_seconds=max(MIN_MEASURE_SECONDS, measure_seconds),
+        progress=False,
+    )
     frame = result.to_frame()
     rec = result.recommendation
     if rec is None:

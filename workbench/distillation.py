@@ -186,14 +186,20 @@ def distil(
             sel = torch.from_numpy(np.asarray(idx))
             out = student(*tensors)
             out = out[0] if isinstance(out, (tuple, list)) else out
-            loss = _loss(out, target[sel], None if labels is None else labels[sel], task,
-                         temperature, alpha)  # fmt: skip
+            loss = _loss(
+                out, target[sel], None if labels is None else labels[sel], task, temperature, alpha
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
     student.eval()
-    return {"temperature": temperature, "alpha": alpha, "epochs": epochs, "lr": lr,
-            "train_data": f"{train.description} ({len(train)} items)"}  # fmt: skip
+    return {
+        "temperature": temperature,
+        "alpha": alpha,
+        "epochs": epochs,
+        "lr": lr,
+        "train_data": f"{train.description} ({len(train)} items)",
+    }
 
 
 def _loss(
@@ -219,8 +225,15 @@ def _loss(
         mask = torch.eye(len(s), dtype=torch.bool)
         s_sim = (s @ s.T / temperature).masked_fill(mask, -1e4)
         t_sim = (t @ t.T / temperature).masked_fill(mask, -1e4)
-        soft = kl(nn.functional.log_softmax(s_sim, -1), nn.functional.softmax(t_sim, -1),
-                  reduction="batchmean") if len(s) > 1 else s.sum() * 0  # fmt: skip
+        soft = (
+            kl(
+                nn.functional.log_softmax(s_sim, -1),
+                nn.functional.softmax(t_sim, -1),
+                reduction="batchmean",
+            )
+            if len(s) > 1
+            else s.sum() * 0
+        )
         hard = 1 - (s * t).sum(-1).mean()
         return alpha * temperature**2 * soft + (1 - alpha) * hard
     return nn.functional.mse_loss(out, target)
@@ -233,20 +246,38 @@ def _distilled(
         sorted((k, id(v) if k == "student" else v) for k, v in settings.items())
     )
     if key not in ctx.memo:
-        student, origin = make_student(base, settings["width"], settings["depth"],
-                                       settings["student"])  # fmt: skip
-        trained = distil(student, base.torch_module, ctx.data, settings["temperature"],
-                         settings["alpha"], settings["epochs"], seed=ctx.seed)  # fmt: skip
+        student, origin = make_student(
+            base, settings["width"], settings["depth"], settings["student"]
+        )
+        trained = distil(
+            student,
+            base.torch_module,
+            ctx.data,
+            settings["temperature"],
+            settings["alpha"],
+            settings["epochs"],
+            seed=ctx.seed,
+        )
         teacher_params = sum(p.numel() for p in base.torch_module.parameters())
         student_params = sum(p.numel() for p in student.parameters())
-        meta = {"student": origin, "teacher_params": teacher_params,
-                "student_params": student_params, **trained}  # fmt: skip
+        meta = {
+            "student": origin,
+            "teacher_params": teacher_params,
+            "student_params": student_params,
+            **trained,
+        }
         ctx.memo[key] = (student, meta)
     return ctx.memo[key]
 
 
-_SETTINGS = {"width": None, "depth": None, "temperature": None, "alpha": 0.7, "epochs": None,
-             "student": None}  # fmt: skip
+_SETTINGS = {
+    "width": None,
+    "depth": None,
+    "temperature": None,
+    "alpha": 0.7,
+    "epochs": None,
+    "student": None,
+}
 
 
 def _params(settings: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:

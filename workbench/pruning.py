@@ -184,8 +184,12 @@ def fine_tune(
             opt.step()
     module.eval()
     objective = "cross-entropy on labels" if use_labels else "match fp32 outputs"
-    return {"fine_tune_epochs": epochs, "fine_tune_lr": lr, "fine_tune_objective": objective,
-            "fine_tune_data": f"{train.description} ({len(train)} items)"}  # fmt: skip
+    return {
+        "fine_tune_epochs": epochs,
+        "fine_tune_lr": lr,
+        "fine_tune_objective": objective,
+        "fine_tune_data": f"{train.description} ({len(train)} items)",
+    }
 
 
 # ------------------------------------------------------------------------- unstructured
@@ -378,8 +382,13 @@ def _structured(
         what, kept = structured_prune(module, sparsity)
         tuned = fine_tune(module, base.torch_module, ctx.data, epochs, seed=ctx.seed)
         after = sum(p.numel() for p in module.parameters())
-        meta = {"pruned": what, "kept_per_layer": kept, "params_before": before,
-                "params_after": after, **tuned}  # fmt: skip
+        meta = {
+            "pruned": what,
+            "kept_per_layer": kept,
+            "params_before": before,
+            "params_after": after,
+            **tuned,
+        }
         ctx.memo[key] = (module, meta)
     return ctx.memo[key]
 

@@ -465,8 +465,13 @@ def build_static(
             calibrate_method=CALIBRATORS[method][0](),
             calibration_cache_path=str(ranges),
         )
-    params = {"method": method, "per_channel": per_channel, "format": "QDQ",
-              "op_types": list(STATIC_OPS), "calibrator": CALIBRATORS[method][1]}  # fmt: skip
+    params = {
+        "method": method,
+        "per_channel": per_channel,
+        "format": "QDQ",
+        "op_types": list(STATIC_OPS),
+        "calibrator": CALIBRATORS[method][1],
+    }
     meta = {
         "calibration_items": min(len(data), CALIBRATION_ITEMS),
         "calibration_data": data.description,
@@ -572,8 +577,9 @@ def build_bf16(base: ModelHandle, ctx: BuildContext, force: bool = False) -> Var
     if not ok and not force:
         raise VariantSkipped(why)
     module = CastModule(torch_copy(base), torch.bfloat16)
-    return make_variant(base, "torch-bf16", "cast", {"dtype": "bfloat16"}, module,
-                        metadata={"bf16_support": why})  # fmt: skip
+    return make_variant(
+        base, "torch-bf16", "cast", {"dtype": "bfloat16"}, module, metadata={"bf16_support": why}
+    )
 
 
 def _need_cuda() -> None:

@@ -191,16 +191,29 @@ class Constraints:
         checks = []
         if self.max_quality_drop is not None:
             ok = quality.drop <= self.max_quality_drop + 1e-12
-            checks.append(Check("max_quality_drop", self.max_quality_drop, quality.drop, ok,
-                                f"quality drop {quality.drop:.2%} {'<=' if ok else '>'} "
-                                f"{self.max_quality_drop:.2%}"))  # fmt: skip
+            checks.append(
+                Check(
+                    "max_quality_drop",
+                    self.max_quality_drop,
+                    quality.drop,
+                    ok,
+                    f"quality drop {quality.drop:.2%} {'<=' if ok else '>'} "
+                    f"{self.max_quality_drop:.2%}",
+                )
+            )
         if self.min_nn_agreement is not None:
             nn = quality.nn_agreement
             ok = nn is not None and nn >= self.min_nn_agreement
             shown = "n/a" if nn is None else f"{nn:.1%}"
-            checks.append(Check("min_nn_agreement", self.min_nn_agreement, nn, ok,
-                                f"NN agreement {shown} {'>=' if ok else '<'} "
-                                f"{self.min_nn_agreement:.1%}"))  # fmt: skip
+            checks.append(
+                Check(
+                    "min_nn_agreement",
+                    self.min_nn_agreement,
+                    nn,
+                    ok,
+                    f"NN agreement {shown} {'>=' if ok else '<'} {self.min_nn_agreement:.1%}",
+                )
+            )
         return checks
 
     def checks(self, candidate: Candidate) -> list[Check]:
@@ -747,8 +760,12 @@ class _Search:
         with _store(self.store_arg) as db:
             self.db = db
             try:
-                bar = tqdm(specs, desc=f"building {handle.name} variants", unit="variant",
-                           disable=not self.progress)  # fmt: skip
+                bar = tqdm(
+                    specs,
+                    desc=f"building {handle.name} variants",
+                    unit="variant",
+                    disable=not self.progress,
+                )
                 built: list[tuple[Variant, Quality]] = []
                 for spec in bar:
                     if self.should_stop():
@@ -797,13 +814,22 @@ class _Search:
             result.seconds = time.monotonic() - self.start
             if db is not None:
                 frontier = result.frontier().to_dict(orient="records")
-                db.add("optimize", model=handle.name, fingerprint=handle.fingerprint,
-                       config={"strategy": self.strategy, "objective": self.objective,
-                               "constraints": dataclasses.asdict(self.constraints),
-                               "variants": [s.name for s in specs], "batch_sizes": batches,
-                               "threads": threads},
-                       metrics=result.summary(), sweep_id=self.search_id,
-                       details={"skipped": self.skipped, "frontier": frontier})  # fmt: skip
+                db.add(
+                    "optimize",
+                    model=handle.name,
+                    fingerprint=handle.fingerprint,
+                    config={
+                        "strategy": self.strategy,
+                        "objective": self.objective,
+                        "constraints": dataclasses.asdict(self.constraints),
+                        "variants": [s.name for s in specs],
+                        "batch_sizes": batches,
+                        "threads": threads,
+                    },
+                    metrics=result.summary(),
+                    sweep_id=self.search_id,
+                    details={"skipped": self.skipped, "frontier": frontier},
+                )
         return result
 
     def build(
@@ -885,8 +911,9 @@ class _Search:
         todo = [c for c in alive if c.measure_seconds < seconds]
         if not todo:
             return
-        bar = tqdm(todo, desc=f"rung {k}: {seconds:.2g} s each", unit="config",
-                   disable=not self.progress)  # fmt: skip
+        bar = tqdm(
+            todo, desc=f"rung {k}: {seconds:.2g} s each", unit="config", disable=not self.progress
+        )
         for c in bar:
             if self.should_stop():
                 break
@@ -924,17 +951,27 @@ class _Search:
                 "variant",
                 model=model,
                 fingerprint=c.variant.handle.fingerprint,
-                config={**p.config_dict(), "variant": c.name, "family": c.variant.family,
-                        "params": c.variant.params, "strategy": self.strategy, "rung": rung,
-                        "measure_seconds": seconds},
-                metrics={**p.metrics_dict(), **c.quality.to_dict(), "variant": c.name,
-                         "memory_mb": c.memory_mb,
-                         "memory_method": "estimated: model size + measured peak RSS growth",
-                         "items_per_joule": c.items_per_joule},
+                config={
+                    **p.config_dict(),
+                    "variant": c.name,
+                    "family": c.variant.family,
+                    "params": c.variant.params,
+                    "strategy": self.strategy,
+                    "rung": rung,
+                    "measure_seconds": seconds,
+                },
+                metrics={
+                    **p.metrics_dict(),
+                    **c.quality.to_dict(),
+                    "variant": c.name,
+                    "memory_mb": c.memory_mb,
+                    "memory_method": "estimated: model size + measured peak RSS growth",
+                    "items_per_joule": c.items_per_joule,
+                },
                 environment=p.environment,
                 sweep_id=self.search_id,
                 details={"variant_metadata": c.variant.metadata},
-            )  # fmt: skip
+            )
 
 
 def _same_config(a: Candidate, b: Candidate) -> bool:

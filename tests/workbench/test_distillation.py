@@ -64,8 +64,13 @@ def test_student_width_and_depth_are_settings():
     assert [m.out_features for m in mlp if isinstance(m, nn.Linear)] == [64, 10]
 
     transformers = pytest.importorskip("transformers")
-    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=4,
-                                     num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     teacher = SentenceEncoder(transformers.BertModel(config)).eval()
     student = encoder_student(teacher, width=0.5, depth=2)
     assert len(student.encoder.encoder.layer) == 2 and len(teacher.encoder.encoder.layer) == 4

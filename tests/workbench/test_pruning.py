@@ -78,16 +78,22 @@ def test_structured_pruning_cuts_parameters_and_flops_by_the_expected_fraction(c
 
 
 def test_structured_pruning_of_an_mlp_and_of_encoder_neurons():
-    mlp = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
-                        nn.Linear(64, 10))  # fmt: skip
+    mlp = nn.Sequential(
+        nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)
+    )
     what, kept = structured_prune(mlp, 0.25)
     assert what.startswith("channels")
     assert kept == [96, 48] and mlp[2].in_features == 96 and mlp[4].in_features == 48
     assert mlp(torch.zeros(2, 64)).shape == (2, 10)
 
     transformers = pytest.importorskip("transformers")
-    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     encoder = SentenceEncoder(transformers.BertModel(config)).eval()
     before = sum(p.numel() for p in encoder.parameters())
     ids = torch.randint(0, 100, (3, 7))

@@ -121,8 +121,12 @@ def test_calibration_data_of_the_wrong_shape_is_refused(cnn):
         check_inputs(cnn, X.reshape(-1, 1, 8, 8).astype(np.int64), "calibration")
     split = digits_split(0)
     with pytest.raises(InputShapeError, match="calibration"):
-        task_data(cnn, held_out=split.X_test.reshape(-1, 1, 8, 8), labels=split.y_test,
-                  calibration=split.X_val)  # fmt: skip
+        task_data(
+            cnn,
+            held_out=split.X_test.reshape(-1, 1, 8, 8),
+            labels=split.y_test,
+            calibration=split.X_val,
+        )
 
 
 def test_a_user_model_needs_held_out_data():

@@ -67,8 +67,9 @@ def test_each_onnx_variant_runs_and_is_judged_on_held_out_digits(cnn, name):
     logits = sess.run(None, {"input": digits_inputs("digits-cnn", split.X_test)})[0]
     accuracy = float((logits.argmax(1) == split.y_test).mean())
     reference = predict(make_runner(base, "torch"), data.held_out)
-    quality = evaluate(predict(make_runner(variant.handle, "onnxruntime"), data.held_out),
-                       reference, data)  # fmt: skip
+    quality = evaluate(
+        predict(make_runner(variant.handle, "onnxruntime"), data.held_out), reference, data
+    )
     assert quality.accuracy == pytest.approx(accuracy)
     assert quality.items == len(split.y_test)
     assert quality.drop == pytest.approx(base.metadata["accuracy_test"] - accuracy)

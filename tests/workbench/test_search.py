@@ -40,8 +40,9 @@ def _rounded(module):
 def grid(tmp_path_factory):
     db = str(tmp_path_factory.mktemp("store") / "runs.sqlite")
     extra = [custom_variant(_broken, name="broken"), custom_variant(_rounded, name="rounded")]
-    result = optimize("digits-mlp", variants=VARIANTS, extra_variants=extra, strategy="grid",
-                      store=db, **FAST)  # fmt: skip
+    result = optimize(
+        "digits-mlp", variants=VARIANTS, extra_variants=extra, strategy="grid", store=db, **FAST
+    )
     return result, db
 
 
@@ -168,9 +169,16 @@ def test_constraints_nothing_meets_name_the_constraint_and_the_closest_candidate
 
 
 def test_successive_halving_measures_survivors_longer(tmp_path):
-    result = optimize("digits-mlp", variants=VARIANTS, strategy="halving", store=False,
-                      batch_sizes=[1, 8, 32], threads=[1], measure_seconds=0.3,
-                      progress=False)  # fmt: skip
+    result = optimize(
+        "digits-mlp",
+        variants=VARIANTS,
+        strategy="halving",
+        store=False,
+        batch_sizes=[1, 8, 32],
+        threads=[1],
+        measure_seconds=0.3,
+        progress=False,
+    )
     frame = result.to_frame()
     assert len(frame) == 3 * len(VARIANTS) + 1
     full = frame[frame.measure_seconds == 0.3]
@@ -188,8 +196,9 @@ def test_stopping_keeps_what_finished(tmp_path):
         calls["n"] += 1
         return calls["n"] > len(VARIANTS) + 4  # builds, then a few measurements
 
-    result = optimize("digits-mlp", variants=VARIANTS, strategy="grid", store=db,
-                      stop=stop_after_a_few, **FAST)  # fmt: skip
+    result = optimize(
+        "digits-mlp", variants=VARIANTS, strategy="grid", store=db, stop=stop_after_a_few, **FAST
+    )
     assert result.stopped == "stopped by the caller"
     measured = result.to_frame()
     assert 1 <= len(measured) < 2 * len(VARIANTS) + 1
@@ -220,13 +229,30 @@ def test_bad_search_settings_are_refused(setting, match):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True,
-                          text=True, env=os.environ, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=300,
+    )
 
 
 def test_cli_optimize_recommends_and_refuses_what_nothing_meets(db_path):
-    common = ["-v", "ort-fp32", "-v", "ort-int8-dynamic", "-n", "4", "-t", "1",
-              "--measure-seconds", "0.1", "--db", db_path]  # fmt: skip
+    common = [
+        "-v",
+        "ort-fp32",
+        "-v",
+        "ort-int8-dynamic",
+        "-n",
+        "4",
+        "-t",
+        "1",
+        "--measure-seconds",
+        "0.1",
+        "--db",
+        db_path,
+    ]
     ok = _cli("optimize", "digits-mlp", "--max-quality-drop", "1%", "--slo-p99", "50ms", *common)
     assert ok.returncode == 0, ok.stderr
     assert "recommended:" in ok.stdout and "Pareto frontier" in ok.stdout
@@ -246,9 +272,24 @@ def test_cli_optimizes_an_onnx_file_judged_on_the_users_held_out_data(tmp_path, 
     split = digits_split(0)
     data = tmp_path / "held_out.npz"
     np.savez(data, input=split.X_test, labels=split.y_test)
-    args = ["optimize", str(onnx_path), "-v", "ort-fp32", "-v", "ort-int8-dynamic-per-channel",
-            "-v", "torch-int8-dynamic", "-n", "8", "-t", "1", "--measure-seconds", "0.1",
-            "--db", db_path]  # fmt: skip
+    args = [
+        "optimize",
+        str(onnx_path),
+        "-v",
+        "ort-fp32",
+        "-v",
+        "ort-int8-dynamic-per-channel",
+        "-v",
+        "torch-int8-dynamic",
+        "-n",
+        "8",
+        "-t",
+        "1",
+        "--measure-seconds",
+        "0.1",
+        "--db",
+        db_path,
+    ]
     ok = _cli(*args, "--held-out", str(data))
     assert ok.returncode == 0, ok.stderr
     assert "recommended:" in ok.stdout
@@ -270,8 +311,14 @@ def test_the_docstring_examples_run():
     import workbench.quantization
     import workbench.search
 
-    for module in (workbench.compression, workbench.distillation, workbench.pruning,
-                   workbench.quality, workbench.quantization, workbench.search):  # fmt: skip
+    for module in (
+        workbench.compression,
+        workbench.distillation,
+        workbench.pruning,
+        workbench.quality,
+        workbench.quantization,
+        workbench.search,
+    ):
         result = doctest.testmod(module)
         assert result.attempted > 0, module.__name__
         assert result.failed == 0, module.__name__
