@@ -5,7 +5,7 @@ call) and ``workbench.profile`` on the same ONNX file, session options, input an
 (digits-cnn, ONNX Runtime CPU, batch 1). The figure is the ratio of medians over rounds of each
 side's p50 latency; target <= 1.05. Writes ``benchmarks/results/profiler_overhead.json``.
 
-    python benchmarks/profiler_overhead.py [--rounds 9] [--iterations 3000]
+    python benchmarks/profiler_overhead.py [--rounds 31] [--iterations 1000]
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def bare_p50_ms(session: ort.InferenceSession, feed: dict, iterations: int, warm
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="digits-cnn")
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=logical_cores())
     args = parser.parse_args()
 
