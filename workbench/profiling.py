@@ -37,7 +37,7 @@ from workbench.environment import environment
 from workbench.errors import ConfigError
 from workbench.flops import onnx_flops, torch_flops
 from workbench.models import ModelHandle, load_model
-from workbench.store import RunStore
+from workbench.store import RunStore, open_store
 
 PERCENTILES = (50, 90, 95, 99)
 #: Raw latency samples kept per stored run (evenly strided beyond this; percentiles use all).
@@ -183,7 +183,7 @@ def profile(
         raise ConfigError(f"{exc}; valid settings are: {valid}") from exc
     result = _measure(handle, cfg, _EnergySession.start(cfg, meter))
     if store is not False:
-        with _open_store(store) as db:
+        with open_store(store) as db:
             result.run_id = save_profile(db, result, sweep_id=sweep_id)
     return result
 
@@ -442,25 +442,6 @@ def _proc_status_kb(key: str) -> int:
     raise OSError(f"{key} not in /proc/self/status")
 
 
-def _open_store(store: RunStore | str | Path | bool | None) -> RunStore:
-    if isinstance(store, RunStore):
-        return _Borrowed(store)  # type: ignore[return-value]
-    return RunStore(None if store is None or store is True else store)
-
-
-class _Borrowed:
-    """Context manager that lends a caller's store without closing it."""
-
-    def __init__(self, store: RunStore) -> None:
-        self.store = store
-
-    def __enter__(self) -> RunStore:
-        return self.store
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 @dataclass
 class SweepResult:
     """Profiles of a sweep; ``interrupted`` if it was stopped before the end."""
@@ -506,7 +487,7 @@ def sweep(
     sweep_id = sweep_id or uuid.uuid4().hex[:12]
     result = SweepResult(sweep_id, [])
     energy = _EnergySession.start(base, meter)
-    with _open_store(store if store is not False else ":memory:") as db:
+    with open_store(store) as db:
         done = {}
         for run in db.runs(sweep_id=sweep_id, kind="profile"):
             key = tuple(run.config.get(k) for k in ("backend", "device", "batch_size", "threads"))

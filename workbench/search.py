@@ -46,7 +46,7 @@ from workbench.models import ModelHandle, load_model
 from workbench.paths import cache_dir
 from workbench.profiling import Profile, profile
 from workbench.quality import Quality, TaskData, evaluate, predict, task_data
-from workbench.store import RunStore
+from workbench.store import RunStore, open_store
 
 STRATEGIES = ("grid", "halving")
 #: What the recommendation minimises (or maximises): metric name and direction.
@@ -757,8 +757,8 @@ class _Search:
         candidates: list[Candidate] = []
         baseline: Candidate | None = None
         interrupted = False
-        with _store(self.store_arg) as db:
-            self.db = db
+        with open_store(self.store_arg) as db:
+            self.db = None if self.store_arg is False else db  # False: keep no record
             try:
                 bar = tqdm(
                     specs,
@@ -976,32 +976,3 @@ class _Search:
 
 def _same_config(a: Candidate, b: Candidate) -> bool:
     return (a.name, a.batch_size, a.threads) == (b.name, b.batch_size, b.threads)
-
-
-class _NoStore:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _store(store: Any) -> Any:
-    if store is False:
-        return _NoStore()
-    if isinstance(store, RunStore):
-        return _Lent(store)
-    return RunStore(None if store is None or store is True else store)
-
-
-class _Lent:
-    """Lend a caller's store without closing it."""
-
-    def __init__(self, store: RunStore) -> None:
-        self.store = store
-
-    def __enter__(self) -> RunStore:
-        return self.store
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,6 +76,18 @@ class Run:
         row.update(self.config)
         row.update(self.metrics)
         return row
+
+
+@contextmanager
+def open_store(store: RunStore | str | Path | bool | None) -> Iterator[RunStore]:
+    """The run store a caller means: its own ``RunStore`` lent as is (not closed), a path opened
+    and closed, ``None``/``True`` the default store, ``False`` a throw-away in-memory store."""
+    if isinstance(store, RunStore):
+        yield store
+        return
+    path = ":memory:" if store is False else None if store is None or store is True else store
+    with RunStore(path) as db:
+        yield db
 
 
 class RunStore:
