@@ -31,8 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from workbench.environment import cpu_model
-from workbench.profiling import profile
-from workbench.search import SearchResult, optimize
+from workbench.search import SearchResult, measure_window, optimize
 
 RESULTS = Path(__file__).parent / "results" / "optimize.json"
 TARGET_GAIN = 4.0
@@ -45,21 +44,7 @@ def one_thread_baseline(result: SearchResult, seconds: float) -> dict[str, float
     base = result.baseline
     if base is None or base.profile is None:
         return None
-    p = profile(
-        base.variant.handle,
-        backend="torch",
-        batch_size=1,
-        threads=1,
-        warmup=3,
-        iterations=10**7,
-        min_iterations=3,
-        max_seconds=seconds,
-        energy=True,
-        energy_min_seconds=seconds,
-        idle_seconds=0,
-        operators=False,
-        store=False,
-    )
+    p = measure_window(base.variant.handle, seconds, backend="torch", batch_size=1, threads=1)
     return {
         "throughput_items_per_s": p.throughput_items_per_s,
         "energy_j_per_item": p.energy.energy_j_per_item,

@@ -677,6 +677,38 @@ def _check_batch_sizes(values: Sequence[int]) -> list[int]:
     return sorted(set(out))
 
 
+def measure_window(
+    handle: ModelHandle,
+    seconds: float,
+    *,
+    backend: str,
+    batch_size: int,
+    threads: int,
+    device: str = "cpu",
+    meter: Any = None,
+) -> Profile:
+    """How the search measures one configuration: back-to-back calls for ``seconds`` with energy
+    over the same window, no idle baseline, no operator pass, nothing stored. Baselines compared
+    with search results must be measured this way too."""
+    return profile(
+        handle,
+        backend=backend,
+        device=device,
+        batch_size=batch_size,
+        threads=threads,
+        warmup=3,
+        iterations=10**7,
+        min_iterations=3,
+        max_seconds=seconds,
+        energy=True,
+        energy_min_seconds=seconds,
+        idle_seconds=0,
+        operators=False,
+        store=False,
+        meter=meter,
+    )
+
+
 class _Search:
     """One search's state: the clock, the store, the skipped list and the measurements."""
 
@@ -923,21 +955,13 @@ class _Search:
 
     def measure(self, c: Candidate, seconds: float, rung: int, model: str) -> None:
         try:
-            p = profile(
+            p = measure_window(
                 c.variant.handle,
+                seconds,
                 backend=c.variant.backend,
                 device=c.variant.device,
                 batch_size=c.batch_size,
                 threads=c.threads,
-                warmup=3,
-                iterations=10**7,
-                min_iterations=3,
-                max_seconds=seconds,
-                energy=True,
-                energy_min_seconds=seconds,
-                idle_seconds=0,
-                operators=False,
-                store=False,
                 meter=self.meter,
             )
         except KeyboardInterrupt:
