@@ -423,11 +423,9 @@ def window_s(case: Case, args) -> float:
     return case.window_s / 10 if args.quick else case.window_s
 
 
-def run_window(
-    tool: str, server: Server, data: Path, tensors: str, concurrency: int, args, case: Case
-) -> Window | None:
-    """One perf_analyzer run (time windows until stable); None when it never stabilised."""
-    cmd = [
+def perf_analyzer_args(tool: str, server: Server, data: Path, concurrency: int) -> list[str]:
+    """The part of every perf_analyzer call that names the server, model, load and input."""
+    return [
         tool,
         "-m",
         server.model,
@@ -439,6 +437,15 @@ def run_window(
         str(concurrency),
         "--input-data",
         str(data),
+    ]
+
+
+def run_window(
+    tool: str, server: Server, data: Path, tensors: str, concurrency: int, args, case: Case
+) -> Window | None:
+    """One perf_analyzer run (time windows until stable); None when it never stabilised."""
+    cmd = [
+        *perf_analyzer_args(tool, server, data, concurrency),
         "-p",
         str(int(window_s(case, args) * 1000)),
         "-s",
@@ -490,17 +497,7 @@ def prime(tool: str, server: Server, data: Path, case: Case) -> None:
     """Untimed requests first, so that no server's first window pays for its first calls."""
     count = 200 if case.model != "minilm" else 16
     cmd = [
-        tool,
-        "-m",
-        server.model,
-        "-u",
-        f"127.0.0.1:{server.port}",
-        "-i",
-        "http",
-        "--concurrency-range",
-        "4",
-        "--input-data",
-        str(data),
+        *perf_analyzer_args(tool, server, data, 4),
         "--request-count",
         str(count),
         "--input-tensor-format",
