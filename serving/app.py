@@ -10,12 +10,18 @@ GET       ``/v2/models/{m}/ready``                     200 once warmed up, else 
 GET       ``/v2/models/{m}/config``                    Triton model configuration (perf_analyzer)
 POST      ``/v2/models/{m}/infer``                     inference, JSON or binary tensors
 GET       ``/metrics``                                 Prometheus text format
+GET       ``/openapi.json``                            OpenAPI 3.0 description of these routes
 ========  ===========================================  ==========================================
+
+``serving/openapi.json`` describes every route above, its request body and every status it
+answers with; ``/openapi.json`` serves it with the model names and versions of this server filled
+in (as enums of the path parameters).
 
 Production behaviour: optional bearer token on every route but the health checks (compared in
 constant time); a request size limit (413, enforced by the HTTP layer before the body is read);
-overload answered 503 with Retry-After by the batcher's bounded queue; every error a V2
-``{"error": "..."}`` body; one JSON object per log line.
+overload answered 503 with Retry-After by the batcher's bounded queue; a wrong method answered
+405 with an ``Allow`` header; every error a V2 ``{"error": "..."}`` body; one JSON object per
+log line.
 
 :class:`ServingApp` is the handler of :class:`serving.http.HttpServer` (``handle(request)``
 returns a response or a coroutine of one) and also an ASGI callable, for hosts such as Ray Serve.
@@ -35,6 +41,7 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -48,6 +55,8 @@ SERVER_NAME = "inference-workbench-serving"
 SERVER_VERSION = "1.0"
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 BINARY_CONTENT = (b"content-type", b"application/octet-stream")
@@ -80,6 +89,7 @@ class ServingApp:
         self.accepted = 0  # infer requests whose handling began
         self.answered = 0  # ... and whose response is ready
         self._started: asyncio.Task | None = None
+        self._openapi: bytes | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -155,7 +165,8 @@ class ServingApp:
     def _route(self, request: Request) -> Response | Coroutine[Any, Any, Response]:
         path, method = request.path, request.method
         parts = path.strip("/").split("/")
-        if parts[:2] == ["v2", "health"] and len(parts) == 3:
+        if parts[:2] == ["v2", "health"] and len(parts) == 3 and parts[2] in ("live", "ready"):
+            _allow(method, "GET")
             return self._health(parts[2])
         if self.auth is not None and not self._authorised(request.headers):
             message = "missing or wrong bearer token; send 'Authorization: Bearer <token>'"
@@ -167,6 +178,9 @@ class ServingApp:
             return Response(
                 200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")]
             )
+        if parts == ["openapi.json"]:
+            _allow(method, "GET")
+            return Response(200, self.openapi(), JSON_HEADERS)
         if parts[0] != "v2":
             raise ProtocolError(f"no route for {path}; the API lives under /v2", 404)
         if len(parts) == 1:
@@ -256,6 +270,17 @@ class ServingApp:
         length = (b"inference-header-content-length", b"%d" % json_length)
         return Response(200, payload, [BINARY_CONTENT, length])
 
+    def openapi(self) -> bytes:
+        """``serving/openapi.json`` with this server's model names and versions as enums."""
+        if self._openapi is None:
+            doc = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+            params = doc["components"]["parameters"]
+            params["ModelName"]["schema"]["enum"] = sorted(self.endpoints)
+            versions = sorted({e.version for e in self.endpoints.values()})
+            params["ModelVersion"]["schema"]["enum"] = versions
+            self._openapi = orjson.dumps(doc)
+        return self._openapi
+
     def _health(self, what: str) -> Response:
         if what == "live":
             return _json(200, {"live": True})
@@ -271,6 +296,8 @@ class ServingApp:
         headers = list(JSON_HEADERS)
         if exc.retry_after_s is not None:
             headers.append((b"retry-after", b"%d" % exc.retry_after_s))
+        if exc.allow is not None:
+            headers.append((b"allow", exc.allow.encode()))
         if exc.status >= 500 or self.access_log:
             log.info(
                 "request refused", extra={"path": path, "status": exc.status, "error": str(exc)}
@@ -340,7 +367,9 @@ def _header_length(headers: dict[bytes, bytes]) -> int | None:
 
 def _allow(method: str, allowed: str) -> None:
     if method != allowed:
-        raise ProtocolError(f"method {method} is not allowed here; use {allowed}", 405)
+        raise ProtocolError(
+            f"method {method} is not allowed here; use {allowed}", 405, allow=allowed
+        )
 
 
 def _reason(exc: ProtocolError) -> str:
