@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -253,9 +254,12 @@ def load_bundle(path: str | Path) -> Bundle:
             )
     try:
         raw = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise BundleError(f"{folder / MANIFEST} is not valid JSON ({exc}); re-export it") from exc
-    manifest = parse_manifest(raw)
+    try:
+        manifest = parse_manifest(raw)
+    except BundleError as exc:
+        raise BundleError(f"{folder}: {exc}") from exc
     for m in manifest.models:
         if m.file not in listed:
             raise BundleError(f"{MANIFEST}: model file {m.file!r} is not in the bundle")
@@ -265,7 +269,11 @@ def load_bundle(path: str | Path) -> Bundle:
 def read_checksums(path: Path) -> dict[str, str]:
     """Parse ``sha256sum`` output into relative path -> hex digest, checking each path."""
     sums: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{path} is not UTF-8 text ({exc}); re-export the bundle") from exc
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         digest, sep, rel = line.partition("  ")
@@ -296,8 +304,10 @@ def unpack_archive(archive: str | Path, dest: str | Path) -> Path:
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = _extract_checked(tar, archive, dest)
-    except (tarfile.TarError, OSError) as exc:
-        raise BundleError(f"cannot read {archive} as a tar archive ({exc})") from exc
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:  # truncated or corrupt
+        raise BundleError(
+            f"cannot read {archive} as a tar archive ({exc}); copy the archive again"
+        ) from exc
     tops = {PurePosixPath(m.name).parts[0] for m in members if PurePosixPath(m.name).parts}
     if (dest / MANIFEST).is_file():
         return dest
@@ -351,7 +361,7 @@ def parse_manifest(raw: Any) -> Manifest:
         cascade=None if cascade is None else _section(Cascade, raw, "cascade"),
         slo=_section(Slo, raw, "slo"),
         cost=_section(Cost, raw, "cost"),
-        profile=dict(raw.get("profile") or {}),
+        profile=_object(raw, "profile"),
         created_at=str(raw.get("created_at", "")),
         created_by=str(raw.get("created_by", "")),
     )
@@ -369,29 +379,50 @@ def _model(raw: Any, index: int) -> ModelFile:
     role = str(raw.get("role", "main"))
     if role not in ROLES:
         raise BundleError(f"{where}.role {role!r} must be one of {', '.join(ROLES)}")
+    tensors = {}
+    for kind in ("inputs", "outputs"):
+        items = raw.get(kind) or []
+        if not isinstance(items, list):
+            raise BundleError(f"{where}.{kind} must be a list of tensors, not {items!r}")
+        tensors[kind] = tuple(_tensor(t, f"{where}.{kind}[{i}]") for i, t in enumerate(items))
     return ModelFile(
         name=str(raw.get("name") or PurePosixPath(file).stem),
         file=file,
         role=role,
-        inputs=tuple(_tensor(t, f"{where}.inputs") for t in raw.get("inputs") or ()),
-        outputs=tuple(_tensor(t, f"{where}.outputs") for t in raw.get("outputs") or ()),
+        inputs=tensors["inputs"],
+        outputs=tensors["outputs"],
     )
 
 
 def _tensor(raw: Any, where: str) -> TensorMeta:
-    try:
-        typical = raw.get("typical_shape")
-        meta = TensorMeta(
-            str(raw["name"]),
-            str(raw["datatype"]),
-            tuple(int(d) for d in raw["shape"]),
-            None if typical is None else tuple(int(d) for d in typical),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{where}: each tensor needs name, datatype and shape ({exc})") from exc
+    need = "needs name, datatype and shape (a list of whole numbers, -1 for a variable size)"
+    if not isinstance(raw, dict) or not {"name", "datatype", "shape"} <= set(raw):
+        raise BundleError(f"{where} {need}; re-export the bundle")
+    typical = raw.get("typical_shape")
+    if not _dims(raw["shape"]) or not (typical is None or _dims(typical)):
+        raise BundleError(f"{where}: shape {raw['shape']!r} / typical_shape {typical!r}: {need}")
+    meta = TensorMeta(
+        str(raw["name"]),
+        str(raw["datatype"]),
+        tuple(raw["shape"]),
+        None if typical is None else tuple(typical),
+    )
     if meta.datatype not in DATATYPES:
         raise BundleError(f"{where}: datatype {meta.datatype!r} is not one of {DATATYPES}")
     return meta
+
+
+def _dims(value: Any) -> bool:
+    return isinstance(value, list) and all(type(d) is int and d >= -1 for d in value)
+
+
+def _object(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BundleError(f"{MANIFEST}: {key} must be an object, not {value!r}")
+    return value
 
 
 def _section(cls: type, raw: dict[str, Any], key: str) -> Any:
@@ -412,7 +443,23 @@ def _check_values(m: Manifest) -> None:
         if not ok:
             raise BundleError(f"{MANIFEST}: {field_name} {rule}")
 
-    b, t, c = m.batching, m.threads, m.cache
+    b, t, c, cost = m.batching, m.threads, m.cache, m.cost
+    for flag, value in (
+        ("batching.enabled", b.enabled),
+        ("threads.spinning", t.spinning),
+        ("cache.enabled", c.enabled),
+    ):
+        need(isinstance(value, bool), flag, "must be true or false")
+    optional = (
+        ("slo.p99_ms", m.slo.p99_ms),
+        ("cost.usd_per_million", cost.usd_per_million),
+        ("cost.monthly_budget_usd", cost.monthly_budget_usd),
+        ("cost.instance_usd_per_h", cost.instance_usd_per_h),
+        ("cost.utilisation", cost.utilisation),
+    )
+    for label, value in optional:
+        need(value is None or (_num(value) and value >= 0), label, "must be a number >= 0 or null")
+    need(isinstance(cost.method, str), "cost.method", "must be a string")
     need(_whole(b.max_batch_rows, 1), "batching.max_batch_rows", "must be a whole number >= 1")
     need(_num(b.max_delay_ms) and b.max_delay_ms >= 0, "batching.max_delay_ms", "must be >= 0")
     need(_whole(b.max_queue_rows, 1), "batching.max_queue_rows", "must be a whole number >= 1")
@@ -431,6 +478,8 @@ def _check_values(m: Manifest) -> None:
         need(_num(k.threshold) and 0 <= k.threshold <= 1, "cascade.threshold", "must be in [0, 1]")
         need(k.confidence in CONFIDENCE_METHODS, "cascade.confidence", f"{CONFIDENCE_METHODS}")
         need(k.scores in ("logits", "probabilities"), "cascade.scores", "logits|probabilities")
+        for label, value in (("small", k.small), ("large", k.large), ("output", k.output)):
+            need(isinstance(value, str), f"cascade.{label}", "must be a string")
 
 
 def _whole(value: Any, minimum: int) -> bool:

@@ -51,10 +51,17 @@ BINARY_CONTENT = b"application/octet-stream"
 class ProtocolError(Exception):
     """A request the server refuses: ``status`` (400, 404, 413, 503 ...) and a message."""
 
-    def __init__(self, message: str, status: int = 400, retry_after_s: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        retry_after_s: int | None = None,
+        allow: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after_s = retry_after_s
+        self.allow = allow  # 405: the methods the route takes (the Allow header)
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,11 @@ def error_body(message: str) -> bytes:
 
 def decode_infer(body: bytes, header_length: int | None, sig: Signature) -> InferRequest:
     """Decode an infer request body; ``header_length`` is ``Inference-Header-Content-Length``."""
+    if header_length is not None and header_length < 0:
+        raise ProtocolError(
+            f"Inference-Header-Content-Length is {header_length}; send the JSON header's length "
+            "(0 for a raw body)"
+        )
     if header_length == 0:
         return _decode_raw(body, sig)
     binary = header_length is not None and header_length < len(body)
@@ -123,8 +135,8 @@ def decode_infer(body: bytes, header_length: int | None, sig: Signature) -> Infe
         )
     rows = _check_inputs(inputs, sig)
     request = InferRequest(inputs=inputs, rows=rows, id=_request_id(doc.get("id")))
-    params = doc.get("parameters")
-    if isinstance(params, dict):
+    params = _parameters(doc, "the request")
+    if params:
         request.parameters = params
         request.binary_all = params.get("binary_data_output") is True
     _decode_outputs(doc.get("outputs"), sig, request)
@@ -157,10 +169,9 @@ def _decode_tensor(
         )
     dtype = NUMPY_DTYPES[datatype]
     count = math.prod(shape)
-    params = item.get("parameters")
-    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    size = _parameters(item, f"input {name!r}").get("binary_data_size")
     if size is not None:
-        if size != count * dtype.itemsize:
+        if type(size) is not int or size != count * dtype.itemsize:
             raise ProtocolError(
                 f"input {name!r} of shape {shape} and datatype {datatype} needs "
                 f"{count * dtype.itemsize} bytes, but binary_data_size is {size}"
@@ -234,14 +245,29 @@ def _decode_outputs(items: Any, sig: Signature, request: InferRequest) -> None:
         raise ProtocolError("'outputs' must be a list of objects with a 'name'")
     for item in items:
         name = item.get("name") if isinstance(item, dict) else None
-        if name not in sig.outputs:
+        if not isinstance(name, str) or name not in sig.outputs:
             raise ProtocolError(
                 f"model {sig.name!r} has no output {name!r}; its outputs are {sorted(sig.outputs)}"
             )
         request.outputs.append(name)
-        params = item.get("parameters")
-        if isinstance(params, dict) and params.get("binary_data") is True:
+        if _parameters(item, f"output {name!r}").get("binary_data") is True:
             request.binary_outputs.add(name)
+
+
+def _parameters(doc: dict[str, Any], where: str) -> dict[str, Any]:
+    """The ``parameters`` object of a request, input or output: values are strings, numbers or
+    booleans (V2)."""
+    params = doc.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict) or not all(
+        isinstance(v, (str, int, float, bool)) for v in params.values()
+    ):
+        raise ProtocolError(
+            f"'parameters' of {where} must be an object whose values are strings, numbers or "
+            f"booleans, not {params!r}"
+        )
+    return params
 
 
 def _request_id(value: Any) -> str | None:
