@@ -57,3 +57,8 @@ class EnergyError(WorkbenchError):
 class ConstraintError(WorkbenchError):
     """Search constraints that no measured configuration meets; the message names the
     constraint(s) and the closest candidate."""
+
+
+class ExportError(WorkbenchError):
+    """A bundle that could not be written (disk full, file size limit, no permission); nothing
+    is left behind."""

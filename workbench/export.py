@@ -6,9 +6,10 @@ and outputs, batching, threads, cache, cascade, SLO, the measured profile and it
 cost per million predictions, monthly budget); a copy of the ``serving`` package and its pinned
 ``requirements.txt``; a ``Dockerfile``; Kubernetes manifests (Deployment, Service,
 HorizontalPodAutoscaler, KServe InferenceService); Prometheus alert rules (p99 SLO, cost budget);
-a Ray Serve config; and ``SHA256SUMS`` over every file. No pickles. The folder is written under a
-temporary name, verified with the runtime's own loader, then renamed into place, so a crash never
-leaves a half-written bundle behind.
+a Ray Serve config; and ``SHA256SUMS`` over every file. No pickles. The folder (and the archive,
+if asked for) is written under a temporary name, verified with the runtime's own loader, then
+renamed into place, so a crash or a full disk never leaves a half-written bundle behind; a failed
+write raises :class:`workbench.errors.ExportError` naming the file and the cause.
 
 Example
 -------
@@ -49,7 +50,7 @@ from serving.manifest import (
     load_bundle,
     write_checksums,
 )
-from workbench.errors import ConfigError, ModelLoadError
+from workbench.errors import ConfigError, ExportError, ModelLoadError
 
 HOURS_PER_MONTH = 365.25 / 12 * 24
 #: Profile figures copied into the manifest when present.
@@ -149,9 +150,10 @@ def export(
         bundle_name = name or handles["main"].name
     bundle_name = _safe_name(bundle_name)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = tmp_archive = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         models = []
         for role, handle in handles.items():
             rel = f"models/{_safe_name(handle.name)}.onnx"
@@ -193,12 +195,31 @@ def export(
             load_bundle(tmp)  # the runtime's own verification, before the bundle is visible
         except BundleError as exc:  # pragma: no cover - a bug in the exporter
             raise ConfigError(f"the exported bundle does not verify: {exc}") from exc
+        archive = out.with_name(out.name + ".tar.gz") if tar else None
+        if archive is not None:
+            tmp_archive = _write_tar(tmp, out.name, archive.with_name(f".{archive.name}.tmp"))
         _move_into_place(tmp, out)
+        if archive is not None:
+            os.replace(tmp_archive, archive)
+    except OSError as exc:  # disk full, file size limit, permissions: say so in one line
+        _remove(tmp, tmp_archive)
+        where = exc.filename2 or exc.filename or out  # copies: filename2 is the target
+        raise ExportError(
+            f"cannot write the bundle to {out}: {exc.strerror or exc} ({where}); free some disk "
+            "space or choose another OUT_DIR (nothing was left behind)"
+        ) from exc
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp, tmp_archive)
         raise
-    archive = _write_tar(out) if tar else None
     return BundleInfo(path=out, manifest=manifest, checksums=checksums, archive=archive)
+
+
+def _remove(tmp: Path | None, tmp_archive: Path | None) -> None:
+    """Delete what a failed export wrote under temporary names."""
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if tmp_archive is not None:
+        tmp_archive.unlink(missing_ok=True)
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -389,7 +410,7 @@ def _copy_runtime(folder: Path) -> None:
     dest = folder / "serving"
     dest.mkdir()
     for item in sorted(src.iterdir()):
-        if item.is_file() and item.suffix in (".py", ".txt"):
+        if item.is_file() and item.suffix in (".py", ".txt", ".json"):
             shutil.copyfile(item, dest / item.name)
     shutil.copyfile(src / "requirements.txt", folder / "requirements.txt")
 
@@ -679,17 +700,22 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_tar(folder: Path) -> Path:
-    archive = folder.with_name(folder.name + ".tar.gz")
-    tmp = archive.with_name(f".{archive.name}.tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
-        for path in sorted(folder.rglob("*")):
-            if "__pycache__" in path.parts:
-                continue
-            tar.add(
-                path,
-                arcname=f"{folder.name}/{path.relative_to(folder).as_posix()}",
-                recursive=False,
-            )
-    os.replace(tmp, archive)
-    return archive
+def _write_tar(folder: Path, name: str, tmp: Path) -> Path:
+    """Write ``folder`` as ``name/...`` to the archive ``tmp`` (renamed into place by the caller;
+    a partial archive is deleted by the caller too)."""
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for path in sorted(folder.rglob("*")):
+                if "__pycache__" in path.parts:
+                    continue
+                tar.add(
+                    path,
+                    arcname=f"{name}/{path.relative_to(folder).as_posix()}",
+                    recursive=False,
+                )
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(tmp)  # gzip's write errors do not say which file
+        raise
+    return tmp
