@@ -120,7 +120,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
+        try:
+            sock.bind((args.host, args.port))
+        except OSError as exc:
+            sock.close()
+            log.error(
+                "cannot listen",
+                extra={
+                    "error": f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+                    "pick another --port (0: any free port) or --host"
+                },
+            )
+            return 2
         _run(serve(app, sock, args))
     return 0
 

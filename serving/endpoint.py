@@ -52,7 +52,9 @@ class Endpoint:
                 for f in m.models
             }
         except ModelError as exc:
-            raise BundleError(str(exc)) from exc
+            raise BundleError(
+                f"{exc}; re-export the bundle from a model ONNX Runtime loads"
+            ) from exc
         self.batchers = {
             role: Batcher(
                 model,
