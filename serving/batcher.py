@@ -18,7 +18,9 @@ else is ever in flight, so a request runs immediately: batching costs no latency
 under load batches form from whatever queued during the previous run.
 
 Overload: the queue holds at most ``max_queue_rows`` rows; beyond that :meth:`Batcher.submit`
-raises :class:`Overloaded` with a Retry-After estimate instead of letting memory grow.
+raises :class:`Overloaded` with a Retry-After estimate instead of letting memory grow;
+:meth:`Batcher.admit` asks the same question before a request is decoded, so refusing costs
+the server next to nothing when it has least to spare.
 
 Where a batch runs: a model whose largest batch takes less than ``inline_below_s`` (measured at
 warm-up) runs on the event loop thread itself, one batch per loop callback, because handing work
@@ -189,12 +191,7 @@ class Batcher:
                 f"the request holds {rows} rows; model {self.model.name!r} takes at most "
                 f"{self.max_queue_rows} rows per request: split it"
             )
-        if self._queued_rows + rows > self.max_queue_rows:
-            raise Overloaded(
-                f"model {self.model.name!r} is overloaded ({self._queued_rows} rows queued, limit "
-                f"{self.max_queue_rows}); retry later",
-                self._retry_after_s(),
-            )
+        self.admit(rows)
         assert self._loop is not None, "Batcher.start() was not called"
         job = _Job(inputs, rows, self._loop.create_future(), time.perf_counter())
         key = tuple((name, a.shape[1:]) for name, a in inputs.items())
@@ -204,6 +201,18 @@ class Batcher:
         self._dispatch()
         outputs = await job.future
         return outputs, job.started - job.enqueued
+
+    def admit(self, rows: int = 1) -> None:
+        """Raise :class:`Overloaded` unless ``rows`` more rows fit in the queue.
+
+        Cheap, so the server can refuse before it decodes a request it could not queue.
+        """
+        if self._queued_rows + rows > self.max_queue_rows:
+            raise Overloaded(
+                f"model {self.model.name!r} is overloaded ({self._queued_rows} rows queued, limit "
+                f"{self.max_queue_rows}); retry later",
+                self._retry_after_s(),
+            )
 
     async def close(self) -> None:
         """Finish every queued request, then stop the worker threads."""

@@ -111,6 +111,18 @@ class Endpoint:
     def depart(self) -> None:
         self.front.depart()
 
+    def admit(self) -> None:
+        """Refuse (503, Retry-After) a request that could not be queued, before it is decoded.
+
+        With a cache a hit needs no queue, so the refusal waits for :meth:`infer`.
+        """
+        if self.cache is not None or not self.ready:
+            return
+        try:
+            self.front.admit()
+        except Overloaded as exc:
+            raise ProtocolError(str(exc), 503, retry_after_s=exc.retry_after_s) from None
+
     async def infer(self, request: InferRequest) -> dict[str, np.ndarray]:
         """Outputs for ``request`` (announced with :meth:`arrive` before its body was read)."""
         if not self.ready:

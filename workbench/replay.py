@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.errors import ConfigError
+from workbench.loadgen import read_response
 from workbench.simulator import ServingFigures, figures_from_requests
 from workbench.traces import ArrivalTrace
 
@@ -95,7 +96,7 @@ async def _replay(
         sent[i] = loop.time() - start
         try:
             writer.write(request)
-            code = await asyncio.wait_for(_read_response(reader), timeout_s)
+            code, _ = await asyncio.wait_for(read_response(reader), timeout_s)
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             writer.close()
             reader, writer = await asyncio.open_connection(host, port)
@@ -116,18 +117,3 @@ async def _replay(
     )
     figures = figures_from_requests(arrival, finish, rows=trace.rows, window_s=window)
     return ReplayResult(arrival, finish, status, figures, late)
-
-
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    """Read one HTTP/1.1 response with a Content-Length body; return its status code."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    code = int(lines[0].split(" ", 2)[1])
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value)
-    if length:
-        await reader.readexactly(length)
-    return code

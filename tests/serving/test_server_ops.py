@@ -85,6 +85,7 @@ def test_overload_answers_503_with_retry_after_and_keeps_serving(tmp_path):
         assert infer_json(server, "slow", np.ones((1, 256), np.float32))[0] == 200
 
 
+@pytest.mark.reliability
 def test_sigterm_under_load_finishes_every_accepted_request(models_dir, tmp_path):
     bundle = export_bundle(
         models_dir / "slow.onnx",

@@ -159,6 +159,7 @@ SWEEP_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.reliability
 def test_sigkill_mid_sweep_keeps_finished_rows(db_path):
     load = subprocess.run(
         [

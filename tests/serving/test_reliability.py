@@ -1,0 +1,97 @@
+"""Load and overload against the real server, open loop on loopback (the scenarios of
+``benchmarks/reliability.py``, short by default: ``WORKBENCH_RELIABILITY=full`` runs them at full
+length, a 10-minute soak and a 15 s burst, with the issue's targets).
+
+The short versions check every property that other jobs on a shared 2-core machine cannot break
+(nothing but 200 or 503, every 503 with Retry-After, no request unanswered, memory flat, recovery
+within seconds). Two are latency targets that such jobs do break, by taking the cores the server
+needs (measured at load average 5: 10 % of 503s in the soak, an accepted p99 4x the unloaded
+one); the short versions allow for that, the full run on a quiet machine does not:
+
+- soak 503s: at most 25 % of the requests (full: none);
+- accepted p99 during the burst: within 8x the unloaded p99 (full: 2x). With the default queue
+  bound of 1024 rows instead of 1, a 5 s burst at 4x capacity gave an accepted p99 of 6 s, 47x
+  the unloaded p99 even at load average 7, and no recovery in the 5 s after: this still fails
+  where admission control fails.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from serving_helpers import REPO, Server
+
+FULL = os.environ.get("WORKBENCH_RELIABILITY") == "full"
+pytestmark = pytest.mark.reliability
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location(
+        "reliability_benchmark", REPO / "benchmarks" / "reliability.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _benchmark()
+LENGTHS = bench.FULL if FULL else bench.QUICK
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return bench.build_bundle(tmp_path_factory.mktemp("reliability"))
+
+
+@pytest.fixture(scope="module")
+def loaded(bundle, tmp_path_factory):
+    """A server on the fixed-time model and its measured capacity (requests/s)."""
+    with bench.serve(bundle, tmp_path_factory.mktemp("log") / "server.log") as server:
+        cap = bench.capacity(server, bench.request_body(), LENGTHS)
+        assert cap.refused_503 == 0 and 30 < cap.requests_per_s < 5000, cap
+        yield server, cap.requests_per_s
+
+
+def test_soak_at_80_percent_of_capacity_has_no_errors_and_flat_memory(loaded):
+    server, capacity = loaded
+    result = bench.soak(server, bench.request_body(), capacity, LENGTHS)
+    s = result["figures"]["summary"]
+    assert s["requests_sent"] >= 0.75 * capacity * LENGTHS.soak_s
+    assert s["errors"] == 0 and s["unanswered"] == 0, s  # nothing but 200 and 503
+    assert s["server_errors_not_503"] == 0 and s["refused_without_retry_after"] == 0, s
+    allowed_503 = 0 if FULL else 0.25 * s["requests_sent"]
+    assert s["refused_503"] <= allowed_503, s
+    assert result["checks"]["memory growth < 10 %"], result["figures"]["memory_growth_pct"]
+
+
+def test_overload_refuses_beyond_the_bound_keeps_accepted_fast_and_recovers(loaded):
+    server, capacity = loaded
+    result = bench.overload(server, bench.request_body(), capacity, LENGTHS)
+    f, checks = result["figures"], result["checks"]
+    assert checks["only 200 or 503"], f
+    assert checks["every 503 has Retry-After"], f
+    assert checks["requests beyond the bound refused"], f["burst"]
+    # still serving during the burst (measured: 87 % of capacity at load average 4.5, 31 % at 7.7)
+    assert f["burst"]["ok"] >= (0.7 if FULL else 0.2) * capacity * LENGTHS.burst_s, f["burst"]
+    assert f["p99_ratio"] is not None and f["p99_ratio"] <= (2 if FULL else 8), f
+    assert checks["recovered within 5 s"], f["recovery_s"]
+    # the server's books agree with the client's, and refusals are logged once a second at most
+    refused = sum(f[phase]["refused_503"] for phase in ("baseline", "burst", "after"))
+    books = Server(server.proc, server.log_path, server.port)
+    assert books.metric("serving_failures_total", model=bench.MODEL, reason="overloaded") >= refused
+    lines = [e for e in server.log() if e.get("msg") == "overloaded: requests refused"]
+    span_s = LENGTHS.baseline_s + LENGTHS.burst_s + LENGTHS.after_s
+    assert 1 <= len(lines) <= span_s + 2, len(lines)
+    assert all(e["status"] == 503 and "overloaded" in e["error"] for e in lines)
+
+
+def test_sigterm_under_open_loop_load_loses_no_accepted_request(bundle, tmp_path):
+    result = bench.sigterm(bundle, bench.request_body(), 150.0, tmp_path, LENGTHS)
+    f = result["figures"]
+    assert all(result["checks"].values()), (result["checks"], f)
+    assert f["lost_requests"] == 0 and f["server_accepted"] > 0
