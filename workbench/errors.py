@@ -57,3 +57,10 @@ class EnergyError(WorkbenchError):
 class ConstraintError(WorkbenchError):
     """Search constraints that no measured configuration meets; the message names the
     constraint(s) and the closest candidate."""
+
+
+class RegressionError(WorkbenchError):
+    """A candidate worse than its baseline beyond a threshold (cost per 1M predictions, p99):
+    the deployment gate failed. Exit code 1, so CI tells it apart from a usage error (2)."""
+
+    exit_code = 1
