@@ -663,6 +663,108 @@ def _held_out(path: str) -> dict:
     return {"held_out": arrays, "labels": arrays.pop("labels", None)}
 
 
+@app.command()
+def report(
+    model: str = typer.Argument("digits-cnn", help="Demo model or .onnx path to profile."),
+    baseline_run_id: int | None = typer.Option(
+        None, "--baseline-run-id", help="Run to compare with (none: this run becomes it)."
+    ),
+    out: str = typer.Option(
+        "workbench-report/report.html",
+        help="HTML report; the verdict (.json) and the executed notebook go next to it.",
+    ),
+    max_cost_increase_pct: float = typer.Option(
+        10.0, "--max-cost-increase-pct", help="Largest allowed rise of cost per 1M predictions."
+    ),
+    max_p99_increase_pct: float = typer.Option(
+        20.0, "--max-p99-increase-pct", help="Largest allowed rise of p99 latency."
+    ),
+    batch_size: int = typer.Option(1, "--batch-size", "-n", help="Batch size to profile."),
+    threads: int | None = typer.Option(None, "--threads", "-t", help="Intra-op threads."),
+    iterations: int = typer.Option(500, help="Timed runs (at most)."),
+    max_seconds: float = typer.Option(3.0, help="Time budget of the measurement."),
+    instance_usd_per_h: float | None = typer.Option(
+        None, help="Price of one instance-hour (default: aws-c6i.large list price)."
+    ),
+    requests_per_day: float | None = typer.Option(
+        None, help="Traffic for the cost (default: at scale, where instance rounding is <1 %)."
+    ),
+    inject_extra_matmuls: int = typer.Option(
+        0, help="Rehearse the gate: the candidate runs N extra real 512x512 matmuls per call."
+    ),
+    notebook: str | None = typer.Option(
+        None, help="Report notebook (default: notebooks/scheduled_report.ipynb of the checkout)."
+    ),
+    db: str | None = typer.Option(None, help="Run store (default: WORKBENCH_DB or user data)."),
+) -> None:
+    """Profile, compare with a baseline run, write an HTML report; exit 1 on a cost/p99 regression.
+
+    Runs the scheduled-report notebook through papermill, so CI or cron can gate a deployment.
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    from workbench.errors import RegressionError
+
+    try:
+        import papermill
+    except ImportError as exc:
+        from workbench.errors import MissingExtraError
+
+        raise MissingExtraError("notebook", "papermill", "workbench report") from exc
+    root = Path(__file__).resolve().parent.parent
+    nb_path = Path(notebook) if notebook else root / "notebooks" / "scheduled_report.ipynb"
+    if not nb_path.is_file():
+        raise ConfigError(
+            f"report notebook {nb_path} not found; pass --notebook PATH (the checkout's "
+            "notebooks/scheduled_report.ipynb)"
+        )
+    html_path = Path(out).resolve()
+    if html_path.suffix.lower() not in (".html", ".htm"):
+        raise ConfigError(f"--out {out!r} must end in .html; e.g. --out report/report.html")
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    executed = html_path.with_suffix(".ipynb")
+    # The kernel imports this checkout's workbench, as the command itself does.
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(root) not in paths and (root / "workbench").is_dir():
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, paths)])
+    parameters = {
+        "model": model,
+        "baseline_run_id": baseline_run_id,
+        "output_path": str(html_path),
+        "max_cost_increase_pct": max_cost_increase_pct,
+        "max_p99_increase_pct": max_p99_increase_pct,
+        "batch_size": batch_size,
+        "threads": threads,
+        "iterations": iterations,
+        "max_seconds": max_seconds,
+        "instance_usd_per_h": instance_usd_per_h,
+        "requests_per_day": requests_per_day,
+        "inject_extra_matmuls": inject_extra_matmuls,
+        "db": str(Path(db).resolve()) if db else None,
+    }
+    console.print(f"running {nb_path.name} (papermill) ...", markup=False)
+    try:
+        papermill.execute_notebook(
+            str(nb_path),
+            str(executed),
+            parameters=parameters,
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(html_path.parent),
+        )
+    except papermill.PapermillExecutionError as exc:
+        if exc.ename == "RegressionError":
+            raise RegressionError(f"{exc.evalue}; report: {html_path}") from None
+        raise ConfigError(
+            f"the report notebook failed: {exc.ename}: {exc.evalue}; see {executed}"
+        ) from None
+    verdict = json.loads(html_path.with_suffix(".json").read_text())
+    console.print(verdict["summary"], markup=False)
+    console.print(f"report: {html_path} (executed notebook: {executed})", markup=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: user errors become one line and exit code 2."""
     args = sys.argv[1:] if argv is None else argv

@@ -62,3 +62,10 @@ class ConstraintError(WorkbenchError):
 class ExportError(WorkbenchError):
     """A bundle that could not be written (disk full, file size limit, no permission); nothing
     is left behind."""
+
+
+class RegressionError(WorkbenchError):
+    """A candidate worse than its baseline beyond a threshold (cost per 1M predictions, p99):
+    the deployment gate failed. Exit code 1, so CI tells it apart from a usage error (2)."""
+
+    exit_code = 1
