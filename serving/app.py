@@ -342,7 +342,14 @@ class ServingApp:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    self.start()
+                    # an ASGI host (Ray Serve) routes to a replica once its start-up is complete:
+                    # complete it after warm-up, so no request meets a cold model (503)
+                    try:
+                        await self.start()
+                    except Exception as exc:
+                        failed = {"type": "lifespan.startup.failed", "message": repr(exc)}
+                        await send(failed)
+                        return
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     await self.shutdown()

@@ -138,6 +138,22 @@ class Cascade:
 
 
 @dataclass(frozen=True)
+class Scaling:
+    """Replicas for hosts that scale out (Ray Serve, Kubernetes, KServe).
+
+    Between ``min_replicas`` and ``max_replicas`` replicas; the autoscaler adds one when the
+    requests in flight per replica exceed ``target_ongoing_requests``; a replica takes at most
+    ``max_ongoing_requests`` at once (more wait at the router or proxy). ``python -m serving`` is
+    one replica and does not read this section. Older manifests without it get these defaults.
+    """
+
+    min_replicas: int = 1
+    max_replicas: int = 4
+    target_ongoing_requests: float = 2.0
+    max_ongoing_requests: int = 8
+
+
+@dataclass(frozen=True)
 class Slo:
     """Service-level objective, used by the alert rules."""
 
@@ -169,6 +185,7 @@ class Manifest:
     threads: Threads = field(default_factory=Threads)
     cache: Cache = field(default_factory=Cache)
     cascade: Cascade | None = None
+    scaling: Scaling = field(default_factory=Scaling)
     slo: Slo = field(default_factory=Slo)
     cost: Cost = field(default_factory=Cost)
     profile: dict[str, Any] = field(default_factory=dict)
@@ -359,6 +376,7 @@ def parse_manifest(raw: Any) -> Manifest:
         threads=_section(Threads, raw, "threads"),
         cache=_section(Cache, raw, "cache"),
         cascade=None if cascade is None else _section(Cascade, raw, "cascade"),
+        scaling=_section(Scaling, raw, "scaling"),
         slo=_section(Slo, raw, "slo"),
         cost=_section(Cost, raw, "cost"),
         profile=_object(raw, "profile"),
@@ -469,6 +487,23 @@ def _check_values(m: Manifest) -> None:
     need(_num(t.inline_below_ms) and t.inline_below_ms >= 0, "threads.inline_below_ms", ">= 0")
     need(_whole(c.max_entries, 1), "cache.max_entries", "must be a whole number >= 1")
     need(_num(c.ttl_s) and c.ttl_s > 0, "cache.ttl_s", "must be > 0 seconds")
+    s = m.scaling
+    need(_whole(s.min_replicas, 1), "scaling.min_replicas", "must be a whole number >= 1")
+    need(
+        _whole(s.max_replicas, s.min_replicas),
+        "scaling.max_replicas",
+        f"must be a whole number >= scaling.min_replicas ({s.min_replicas!r})",
+    )
+    need(
+        _num(s.target_ongoing_requests) and s.target_ongoing_requests > 0,
+        "scaling.target_ongoing_requests",
+        "must be a number > 0",
+    )
+    need(
+        _whole(s.max_ongoing_requests, 1) and s.max_ongoing_requests >= s.target_ongoing_requests,
+        "scaling.max_ongoing_requests",
+        f"must be a whole number >= target_ongoing_requests ({s.target_ongoing_requests!r})",
+    )
     roles = [x.role for x in m.models]
     if m.cascade is None:
         need(roles == ["main"], "models", "must hold exactly one model with role 'main'")

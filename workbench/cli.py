@@ -492,6 +492,16 @@ def export_bundle(
     slo_p99_ms: float | None = typer.Option(None, help="p99 objective for the alert rule."),
     monthly_budget_usd: float | None = typer.Option(None, help="Budget for the cost alerts."),
     instance_usd_per_h: float | None = typer.Option(None, help="Price of one instance-hour."),
+    min_replicas: int | None = typer.Option(None, help="Scale-out: fewest replicas (1)."),
+    max_replicas: int | None = typer.Option(
+        None, help="Scale-out: most replicas (default: what the budget buys, else 4)."
+    ),
+    target_ongoing_requests: float | None = typer.Option(
+        None, help="Scale-out: requests in flight per replica that trigger one more."
+    ),
+    max_ongoing_requests: int | None = typer.Option(
+        None, help="Scale-out: most requests in flight per replica."
+    ),
     run_id: int | None = typer.Option(None, help="Record this stored profile's figures."),
     name: str | None = typer.Option(None, help="Served model name (default: the model's)."),
     tar: bool = typer.Option(False, help="Also write OUT_DIR.tar.gz."),
@@ -514,6 +524,16 @@ def export_bundle(
         cache={"enabled": cache, "max_entries": cache_entries, "ttl_s": cache_ttl_s},
         cascade=(model, cascade_large, threshold) if cascade_large else None,
         confidence=confidence,
+        scaling={
+            key: value
+            for key, value in (
+                ("min_replicas", min_replicas),
+                ("max_replicas", max_replicas),
+                ("target_ongoing_requests", target_ongoing_requests),
+                ("max_ongoing_requests", max_ongoing_requests),
+            )
+            if value is not None
+        },
         slo_p99_ms=slo_p99_ms,
         monthly_budget_usd=monthly_budget_usd,
         instance_usd_per_h=instance_usd_per_h,

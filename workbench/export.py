@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -44,10 +45,12 @@ from serving.manifest import (
     Cost,
     Manifest,
     ModelFile,
+    Scaling,
     Slo,
     TensorMeta,
     Threads,
     load_bundle,
+    parse_manifest,
     write_checksums,
 )
 from workbench.errors import ConfigError, ExportError, ModelLoadError
@@ -94,6 +97,7 @@ def export(
     cache: bool | dict[str, Any] | Cache = False,
     cascade: tuple[Any, Any, float] | None = None,
     confidence: str = "max_softmax",
+    scaling: dict[str, Any] | Scaling | None = None,
     slo_p99_ms: float | None = None,
     monthly_budget_usd: float | None = None,
     instance_usd_per_h: float | None = None,
@@ -117,6 +121,9 @@ def export(
     cascade: ``(small, large, threshold)``: serve ``small`` and escalate rows whose confidence
         (``confidence``: ``max_softmax`` or ``margin``) is below ``threshold`` to ``large``;
         ``model_or_handle`` may then be ``None`` (or must be ``small``).
+    scaling: fields of :class:`serving.manifest.Scaling` (``min_replicas``, ``max_replicas``,
+        ``target_ongoing_requests``, ``max_ongoing_requests``) for Ray Serve and Kubernetes;
+        unset fields follow from batching, threads and the budget (:func:`default_scaling`).
     slo_p99_ms, monthly_budget_usd: objectives for the alert rules.
     instance_usd_per_h: price of one serving instance; with a profile's measured throughput and
         ``utilisation`` it gives the cost per million predictions (or pass ``usd_per_million``).
@@ -171,22 +178,33 @@ def export(
                 scores=_scores_kind(handles["small"]),
             )
             _check_cascade(models[0], models[1])
+        batching_cfg = _section(Batching, batching, "batching", flag="enabled")
+        threads_cfg = _section(Threads, threads, "threads", number="intra_op")
+        cost_cfg = _cost(
+            figures, monthly_budget_usd, instance_usd_per_h, usd_per_million, utilisation
+        )
+        scaling_cfg = _section(
+            Scaling, scaling, "scaling", base=default_scaling(batching_cfg, threads_cfg, cost_cfg)
+        )
         manifest = Manifest(
             name=bundle_name,
             version=str(version),
             models=tuple(models),
-            batching=_section(Batching, batching, "batching", flag="enabled"),
-            threads=_section(Threads, threads, "threads", number="intra_op"),
+            batching=batching_cfg,
+            threads=threads_cfg,
             cache=_section(Cache, cache, "cache", flag="enabled"),
             cascade=cascade_cfg,
+            scaling=scaling_cfg,
             slo=Slo(p99_ms=_positive_or_none("slo_p99_ms", slo_p99_ms)),
-            cost=_cost(
-                figures, monthly_budget_usd, instance_usd_per_h, usd_per_million, utilisation
-            ),
+            cost=cost_cfg,
             profile=figures,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             created_by="inference-workbench",
         )
+        try:  # the runtime's own rules, so a bad setting is named before anything is written
+            parse_manifest(json.loads(json.dumps(manifest.to_dict())))  # tuples to lists
+        except BundleError as exc:
+            raise ConfigError(f"export settings refused: {exc}") from exc
         _write_json(tmp / MANIFEST, manifest.to_dict())
         _copy_runtime(tmp)
         _write_deploy_files(tmp, manifest)
@@ -284,9 +302,18 @@ def _cascade_args(cascade: Any) -> tuple[Any, Any, float]:
     return small, large, threshold
 
 
-def _section(cls: type, value: Any, label: str, flag: str | None = None, number: str | None = None):
+def _section(
+    cls: type,
+    value: Any,
+    label: str,
+    flag: str | None = None,
+    number: str | None = None,
+    base: Any = None,
+):
+    if base is None:
+        base = cls()
     if value is None:
-        return cls()
+        return base
     if isinstance(value, cls):
         return value
     if isinstance(value, bool) and flag:
@@ -298,7 +325,7 @@ def _section(cls: type, value: Any, label: str, flag: str | None = None, number:
         unknown = sorted(set(value) - known)
         if unknown:
             raise ConfigError(f"{label} has no setting {unknown[0]!r}; settings: {sorted(known)}")
-        return replace(cls(), **value)
+        return replace(base, **value)
     raise ConfigError(f"{label}={value!r} is not understood; pass a dict of {cls.__name__} fields")
 
 
@@ -400,8 +427,6 @@ def _safe_name(value: str) -> str:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    import json
-
     path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
@@ -432,8 +457,16 @@ def _write_deploy_files(folder: Path, m: Manifest) -> None:
     (folder / "README.md").write_text(readme(m), encoding="utf-8")
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a value shared by two keys twice, never as a YAML anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _write_yaml(path: Path, doc: Any) -> None:
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    text = yaml.dump(doc, Dumper=_PlainDumper, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
 
 
 def dockerfile(m: Manifest) -> str:
@@ -457,11 +490,31 @@ ENTRYPOINT ["python", "-m", "serving", "/bundle", "--host", "0.0.0.0", "--port",
 """
 
 
-def _max_replicas(m: Manifest) -> int:
-    price, budget = m.cost.instance_usd_per_h, m.cost.monthly_budget_usd
-    if price and budget:
-        return max(1, math.floor(budget / (price * HOURS_PER_MONTH)))
-    return 4
+def default_scaling(batching: Batching, threads: Threads, cost: Cost) -> Scaling:
+    """Replica settings that follow from the bundle's other settings (a heuristic, not measured).
+
+    A replica runs ``threads.instances`` model calls at once, each of up to
+    ``batching.max_batch_rows`` rows when batching (one row per request in the worst case), so
+    more requests in flight than that wait for the next round: that is the autoscaling target.
+    A replica takes up to 4 rounds (at least 8, at most the batch queue) before the router holds
+    requests back. The most replicas the monthly budget pays for at ``instance_usd_per_h``
+    (4 without a budget).
+
+    Example
+    -------
+    >>> default_scaling(Batching(), Threads(), Cost())
+    Scaling(min_replicas=1, max_replicas=4, target_ongoing_requests=32.0, max_ongoing_requests=128)
+    """
+    per_round = threads.instances * (batching.max_batch_rows if batching.enabled else 1)
+    price, budget = cost.instance_usd_per_h, cost.monthly_budget_usd
+    most = max(1, math.floor(budget / (price * HOURS_PER_MONTH))) if price and budget else 4
+    ongoing = max(per_round, 8, min(batching.max_queue_rows, 4 * per_round))
+    return Scaling(
+        min_replicas=1,
+        max_replicas=most,
+        target_ongoing_requests=float(per_round),
+        max_ongoing_requests=ongoing,
+    )
 
 
 def kubernetes_manifests(m: Manifest, model_bytes: int = 0) -> dict[str, dict[str, Any]]:
@@ -510,12 +563,13 @@ def kubernetes_manifests(m: Manifest, model_bytes: int = 0) -> dict[str, dict[st
         "prometheus.io/port": str(PORT),
         "prometheus.io/path": "/metrics",
     }
+    scaling = m.scaling
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": m.name, "labels": labels},
         "spec": {
-            "replicas": 1,
+            "replicas": scaling.min_replicas,
             "selector": {"matchLabels": {"app.kubernetes.io/name": m.name}},
             "template": {
                 "metadata": {"labels": labels, "annotations": scrape},
@@ -542,8 +596,10 @@ def kubernetes_manifests(m: Manifest, model_bytes: int = 0) -> dict[str, dict[st
         "metadata": {"name": m.name, "labels": labels},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": m.name},
-            "minReplicas": 1,
-            "maxReplicas": _max_replicas(m),
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            # requests in flight are not a resource metric: without a custom-metrics adapter,
+            # the HPA scales on CPU (the manifest's target_ongoing_requests drives KServe and Ray)
             "metrics": [
                 {
                     "type": "Resource",
@@ -565,10 +621,12 @@ def kubernetes_manifests(m: Manifest, model_bytes: int = 0) -> dict[str, dict[st
         },
         "spec": {
             "predictor": {
-                "minReplicas": 1,
-                "maxReplicas": _max_replicas(m),
-                "scaleMetric": "cpu",
-                "scaleTarget": 70,
+                "minReplicas": scaling.min_replicas,
+                "maxReplicas": scaling.max_replicas,
+                # Knative (serverless mode) scales on requests in flight per pod, as Ray Serve
+                "scaleMetric": "concurrency",
+                "scaleTarget": max(1, math.ceil(scaling.target_ongoing_requests)),
+                "containerConcurrency": scaling.max_ongoing_requests,
                 "containers": [
                     {
                         **container,

@@ -14,6 +14,7 @@ from serving_helpers import export_bundle
 from serving.manifest import (
     SCHEMA_VERSION,
     BundleError,
+    Scaling,
     load_bundle,
     parse_manifest,
     unpack_archive,
@@ -89,12 +90,27 @@ def _rewrite_manifest(bundle, **changes):
         ({"threads": {"instances": 1.5}}, "threads.instances must be"),
         ({"name": "a/b"}, "without '/'"),
         ({"cascade": {"small": "a", "large": "b", "threshold": 0.5}}, "cascade must be small"),
+        ({"scaling": {"min_replicas": 0}}, "scaling.min_replicas must be"),
+        ({"scaling": {"min_replicas": 2, "max_replicas": 1}}, "scaling.max_replicas must be"),
+        ({"scaling": {"target_ongoing_requests": 0}}, "scaling.target_ongoing_requests must be"),
+        ({"scaling": {"max_ongoing_requests": 1}}, "scaling.max_ongoing_requests must be"),
+        ({"scaling": {"replicas": 2}}, "scaling has an unknown field"),
     ],
 )
 def test_bad_manifest_fields_are_named(bundle, changes, phrase):
     _rewrite_manifest(bundle, **changes)
     with pytest.raises(BundleError, match=phrase):
         load_bundle(bundle)
+
+
+def test_a_manifest_without_scaling_still_loads_with_the_defaults(bundle):
+    """Manifests written before the scaling section existed keep loading (same schema)."""
+    doc = json.loads((bundle / "manifest.json").read_text())
+    assert doc["scaling"]["max_ongoing_requests"] == 128  # export wrote it from batching
+    del doc["scaling"]
+    (bundle / "manifest.json").write_text(json.dumps(doc))
+    write_checksums(bundle)
+    assert load_bundle(bundle).manifest.scaling == Scaling()
 
 
 def test_model_files_must_be_onnx_inside_the_bundle():

@@ -147,10 +147,108 @@ def test_deployment_files_are_valid_and_carry_the_bundle_settings(demo_bundle):
 def test_ray_replica_options_come_from_the_manifest(demo_bundle):
     from serving.ray_app import replica_options
 
+    scaling = demo_bundle[0].manifest.scaling
+    # batching 32 rows x 1 instance: a replica runs 32 rows at once, holds up to 4 rounds
+    assert (scaling.target_ongoing_requests, scaling.max_ongoing_requests) == (32.0, 128)
     options = replica_options({"bundles": [str(demo_bundle[0].path)]})
     assert options["name"] == "digits-mlp" and options["ray_actor_options"]["num_cpus"] == 1
     assert options["logging_config"] == {"enable_access_log": False}
-    assert options["max_ongoing_requests"] >= 8
+    assert options["max_ongoing_requests"] == scaling.max_ongoing_requests
+    assert options["autoscaling_config"] == {
+        "min_replicas": 1,
+        "max_replicas": 2,  # what the 200 USD budget pays for, as the HPA
+        "target_ongoing_requests": 32.0,
+    }
+    fixed = replica_options(
+        {"bundles": str(demo_bundle[0].path), "num_replicas": 3, "num_cpus": 0.5}
+    )
+    assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
+    assert fixed["ray_actor_options"]["num_cpus"] == 0.5
+    with pytest.raises(ValueError, match="unknown Ray Serve app argument 'replicas'"):
+        replica_options({"bundles": [str(demo_bundle[0].path)], "replicas": 2})
+
+
+def test_kubernetes_manifests_fit_together_and_follow_the_manifest(demo_bundle):
+    """Structure only (no cluster here): kinds and API versions, the Service and HPA find the
+    Deployment, ports agree, probes and the scrape path are routes the runtime answers, and
+    replicas and concurrency come from the manifest's scaling section."""
+    import asyncio
+
+    from serving.app import ServingApp
+    from serving.endpoint import Endpoint
+    from serving.http import Request
+    from serving.metrics import ServingMetrics
+
+    root, scaling = demo_bundle[0].path, demo_bundle[0].manifest.scaling
+    kube = {p.name: yaml.safe_load(p.read_text()) for p in (root / "deploy/kubernetes").iterdir()}
+    dep, svc, hpa, isvc = (
+        kube[n] for n in ("deployment.yaml", "service.yaml", "hpa.yaml", "inferenceservice.yaml")
+    )
+    assert [(d["apiVersion"], d["kind"]) for d in (dep, svc, hpa, isvc)] == [
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("serving.kserve.io/v1beta1", "InferenceService"),
+    ]
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    for selector in (dep["spec"]["selector"]["matchLabels"], svc["spec"]["selector"]):
+        assert selector and selector.items() <= pod_labels.items()
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        dep["apiVersion"],
+        "Deployment",
+        dep["metadata"]["name"],
+    )
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    (svc_port,) = svc["spec"]["ports"]
+    assert svc_port["targetPort"] in ports and svc_port["port"] == ports[svc_port["targetPort"]]
+    scrape = dep["spec"]["template"]["metadata"]["annotations"]
+    assert int(scrape["prometheus.io/port"]) in ports.values()
+    (kserve,) = isvc["spec"]["predictor"]["containers"]
+    assert [p["containerPort"] for p in kserve["ports"]] == list(ports.values())
+    probes = [container["readinessProbe"], container["livenessProbe"]]
+    probes += [kserve["readinessProbe"], kserve["livenessProbe"]]
+    for probe in probes:
+        port = probe["httpGet"]["port"]
+        assert port in ports or port in ports.values()
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SERVING_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "digits-mlp-token"
+
+    async def status_of(path: str) -> int:
+        app = ServingApp([Endpoint(load_bundle(root), ServingMetrics())])
+        response = app.handle(Request("GET", path))
+        status = (response if not asyncio.iscoroutine(response) else await response).status
+        await app.shutdown()
+        return status
+
+    paths = {p["httpGet"]["path"] for p in probes} | {scrape["prometheus.io/path"]}
+    assert paths == {"/v2/health/ready", "/v2/health/live", "/metrics"}
+    for path in paths:  # ready is 503 until warm-up: a real route either way, never 404
+        assert asyncio.run(status_of(path)) in (200, 503), path
+
+    assert dep["spec"]["replicas"] == hpa["spec"]["minReplicas"] == scaling.min_replicas
+    assert hpa["spec"]["maxReplicas"] == scaling.max_replicas
+    predictor = isvc["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (
+        scaling.min_replicas,
+        scaling.max_replicas,
+    )
+    assert predictor["scaleMetric"] == "concurrency"
+    assert predictor["scaleTarget"] == 32 and predictor["containerConcurrency"] == 128
+
+
+def test_the_yaml_in_docs_kubernetes_is_what_export_writes(demo_bundle):
+    """docs/kubernetes.md shows the export of digits-mlp with a 200 USD budget at 0.1 USD/h;
+    the demo bundle has the same settings that shape the Kubernetes files."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md").read_text()
+    shown = dict(re.findall(r"### `deploy/kubernetes/(\S+)`[^\n]*\n\n```yaml\n(.*?)```", doc, re.S))
+    kube = demo_bundle[0].path / "deploy/kubernetes"
+    assert sorted(shown) == sorted(p.name for p in kube.iterdir())
+    for name, text in shown.items():
+        assert text == (kube / name).read_text(), f"docs/kubernetes.md shows an old {name}"
 
 
 def test_the_archive_unpacks_to_the_same_verified_bundle(demo_bundle, tmp_path):
@@ -216,6 +314,9 @@ def test_bad_arguments_are_refused_and_leave_nothing_behind(tmp_path):
         (dict(batching={"max_rows": 4}), "batching has no setting 'max_rows'"),
         (dict(slo_p99_ms=-1), "slo_p99_ms=-1 must be"),
         (dict(profile="fast"), "cannot read a profile from str"),
+        (dict(scaling={"replicas": 2}), "scaling has no setting 'replicas'"),
+        (dict(scaling={"min_replicas": 3, "max_replicas": 2}), "scaling.max_replicas must be"),
+        (dict(scaling={"max_ongoing_requests": 4}), "scaling.max_ongoing_requests must be"),
     ]
     for kwargs, phrase in cases:
         with pytest.raises(ConfigError, match=phrase):
