@@ -18,6 +18,7 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -466,12 +467,16 @@ def sweep(
     sweep_id: str | None = None,
     progress: bool = True,
     meter: Meter | None = None,
+    stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     **settings: Any,
 ) -> SweepResult:
     """Profile every combination of backend x threads x batch size, storing each as it finishes.
 
     Stopping it (Ctrl-C, the stop button, or killing the process) keeps every finished
     configuration; calling again with the same ``sweep_id`` resumes, skipping stored ones.
+    ``stop`` is called before each configuration; returning true ends the sweep there
+    (``interrupted``), as Ctrl-C does. ``on_progress(done, total)`` is called after each one.
     """
     from tqdm.auto import tqdm
 
@@ -494,16 +499,21 @@ def sweep(
             done[key] = run.id
         bar = tqdm(combos, desc=f"sweep {handle.name}", unit="config", disable=not progress)
         try:
-            for cfg in bar:
+            for i, cfg in enumerate(bar):
                 key = (cfg.backend, cfg.device, cfg.batch_size, cfg.threads)
                 if key in done:
                     result.resumed_run_ids.append(done[key])
                     continue
+                if stop is not None and stop():
+                    result.interrupted = True
+                    break
                 bar.set_postfix_str(f"{cfg.backend} b={cfg.batch_size} t={cfg.threads}")
                 measured = _measure(handle, cfg, energy)
                 if store is not False:
                     measured.run_id = save_profile(db, measured, sweep_id=sweep_id)
                 result.profiles.append(measured)
+                if on_progress is not None:
+                    on_progress(i + 1, len(combos))
         except KeyboardInterrupt:
             result.interrupted = True
         finally:
