@@ -48,7 +48,7 @@ def test_summary_counts_every_kind_of_answer():
     assert s.method == "measured"
 
 
-def test_recovery_is_the_start_of_the_last_healthy_stretch():
+def test_recovery_is_where_the_rest_of_the_run_is_all_200_and_fast():
     times = np.arange(0, 3, 0.01) + 10.0  # 3 s after a burst that ended at 10 s
     status = np.where(times < 10.7, 503, 200)
     latency = np.where(times < 11.2, 50.0, 3.0)  # slow until 11.2 s, then fast
@@ -56,3 +56,10 @@ def test_recovery_is_the_start_of_the_last_healthy_stretch():
     assert _recovery_s(r, 10.0, 0.5, limit_ms=6.0) == pytest.approx(1.5)
     never = _result(np.full(len(times), 503), latency, times=times)
     assert _recovery_s(never, 10.0, 0.5, limit_ms=6.0) is None
+    # one slow request late in the run is within a p99; a late 503 or a slow tail is not
+    outlier = np.where(np.isclose(times, 12.5), 50.0, latency)
+    assert _recovery_s(_result(status, outlier, times=times), 10.0, 0.5, limit_ms=6.0) == 1.5
+    late_503 = np.where(np.isclose(times, 12.9), 503, status)
+    assert _recovery_s(_result(late_503, latency, times=times), 10.0, 0.5, 6.0) is None
+    slow_tail = np.where(times > 12.7, 50.0, latency)
+    assert _recovery_s(_result(status, slow_tail, times=times), 10.0, 0.5, 6.0) is None
