@@ -410,13 +410,30 @@ _FAILURES = (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueEr
 async def _exchange(
     conn: _Conn | None, host: str, port: int, request: bytes, timeout_s: float
 ) -> tuple[_Conn | None, int, bool]:
-    """One request on ``conn`` (opened if None); the connection to reuse (None: closed)."""
+    """One request on ``conn`` (opened if None); the connection to reuse (None: closed).
+
+    A kept-alive connection the server has closed meanwhile (its idle timeout) ends before a
+    single byte of the answer: the request is sent again once on a new connection, as HTTP
+    clients do for a stale connection, and not counted as unanswered.
+    """
+    reused = conn is not None
     try:
         if conn is None:
             conn = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
         conn[1].write(request)
         code, retry_after = await asyncio.wait_for(read_response(conn[0]), timeout_s)
         return conn, code, retry_after
+    except asyncio.IncompleteReadError as exc:
+        conn[1].close()
+        if reused and not exc.partial:
+            return await _exchange(None, host, port, request, timeout_s)
+        return None, NO_ANSWER, False
+    except (ConnectionResetError, BrokenPipeError):
+        if conn is not None:
+            conn[1].close()
+        if reused:
+            return await _exchange(None, host, port, request, timeout_s)
+        return None, NO_ANSWER, False
     except _FAILURES:
         if conn is not None:
             conn[1].close()

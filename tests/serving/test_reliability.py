@@ -95,3 +95,23 @@ def test_sigterm_under_open_loop_load_loses_no_accepted_request(bundle, tmp_path
     f = result["figures"]
     assert all(result["checks"].values()), (result["checks"], f)
     assert f["lost_requests"] == 0 and f["server_accepted"] > 0
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_a_lost_request(models_dir, tmp_path):
+    """The server closes keep-alive connections idle beyond ``--idle-timeout-s``; the load
+    generator resends on a fresh connection (as HTTP clients do) instead of counting the
+    request unanswered. Before this, a 10-minute soak counted 26 such requests as lost."""
+    import numpy as np
+    import orjson
+    from serving_helpers import export_bundle, serving
+
+    from workbench import loadgen
+
+    bundle = export_bundle(models_dir / "lin.onnx", tmp_path / "lin", name="lin")
+    body = orjson.dumps(
+        {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.5] * 8}]}
+    )
+    with serving([bundle], tmp_path / "server.log", "--idle-timeout-s", "0.3") as server:
+        times = np.array([0.0, 0.1, 1.5, 1.6, 3.0])  # gaps longer than the idle timeout
+        result = loadgen.open_loop("127.0.0.1", server.port, "lin", body, times, connections=1)
+    assert list(result.status) == [200] * len(times)
