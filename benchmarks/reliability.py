@@ -109,9 +109,9 @@ def fixed_time_model(path: Path, depth: int = DEPTH) -> Path:
     return path
 
 
-def build_bundle(work: Path, queue_rows: int = 1) -> Path:
+def build_bundle(work: Path, queue_rows: int = 1, depth: int = DEPTH) -> Path:
     """The fixed-time model as a bundle: batching off, one instance on a worker thread."""
-    onnx_path = fixed_time_model(work / f"{MODEL}.onnx")
+    onnx_path = fixed_time_model(work / f"{MODEL}.onnx", depth)
     return export(
         onnx_path,
         work / "bundle",
@@ -345,14 +345,16 @@ def sweep_kill(work: Path, rows_before_kill: int = 3) -> dict:
 # -- the run ---------------------------------------------------------------------------------
 
 
-SERVER = {
-    "model": f"{MODEL}: {DEPTH} chained {DIM}x{DIM} MatMuls (a few ms per request on one core)",
-    "batching": False,
-    "max_queue_rows": 1,
-    "intra_op_threads": 1,
-    "instances": 1,
-    "requests": f"1 row of {DIM} FP32 values, JSON",
-}
+def server_info(depth: int = DEPTH) -> dict:
+    """How the served model and server are set up (written with the results)."""
+    return {
+        "model": f"{MODEL}: {depth} chained {DIM}x{DIM} MatMuls (a fixed service time on one core)",
+        "batching": False,
+        "max_queue_rows": 1,
+        "intra_op_threads": 1,
+        "instances": 1,
+        "requests": f"1 row of {DIM} FP32 values, JSON",
+    }
 
 
 def _generator_cpu(result: dict, before: resource.struct_rusage, requests: int | None) -> dict:
@@ -364,10 +366,10 @@ def _generator_cpu(result: dict, before: resource.struct_rusage, requests: int |
     return result
 
 
-def run(lengths: Lengths, work: Path, parts: set[str]) -> dict:
+def run(lengths: Lengths, work: Path, parts: set[str], depth: int = DEPTH) -> dict:
     body = request_body()
-    bundle = build_bundle(work)
-    out: dict = {"server": SERVER}
+    bundle = build_bundle(work, depth=depth)
+    out: dict = {"server": server_info(depth)}
     with serve(bundle, work / "server.log") as server:
         cap = capacity(server, body, lengths)
         out["capacity"] = asdict(cap)
@@ -425,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=["soak", "overload", "sigterm", "sweep"],
     )
     parser.add_argument("--soak-s", type=float, default=None, help="override the soak length")
+    parser.add_argument(
+        "--depth", type=int, default=DEPTH, help=f"chained MatMuls in the model (default {DEPTH})"
+    )
     args = parser.parse_args(argv)
     lengths = QUICK if args.quick else FULL
     if args.soak_s is not None:
@@ -432,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="reliability-") as tmp:
-        out = run(lengths, Path(tmp), set(args.parts))
+        out = run(lengths, Path(tmp), set(args.parts), args.depth)
     checks = {
         f"{part}: {name}": ok
         for part, result in out.items()

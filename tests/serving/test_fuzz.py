@@ -33,6 +33,8 @@ from serving.manifest import (
 )
 from serving.protocol import NUMPY_DTYPES, ProtocolError, Signature, decode_infer
 
+pytestmark = pytest.mark.reliability
+
 FULL = os.environ.get("WORKBENCH_RELIABILITY") == "full"
 FUZZ_EXAMPLES = 5000 if FULL else 200
 fuzz = settings(

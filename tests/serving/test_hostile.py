@@ -24,6 +24,8 @@ from serving.app import ServingApp
 from serving.http import Request
 from serving.manifest import BundleError, load_bundle, unpack_archive, write_checksums
 
+pytestmark = pytest.mark.reliability
+
 TOKEN = "s3cret-token"
 
 

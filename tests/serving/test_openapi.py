@@ -23,6 +23,8 @@ from serving import app as serving_app
 from serving.app import OPENAPI_PATH
 from serving.protocol import NUMPY_DTYPES
 
+pytestmark = pytest.mark.reliability
+
 FULL = os.environ.get("WORKBENCH_RELIABILITY") == "full"
 ST_EXAMPLES = 300 if FULL else 10
 TOKEN = "fuzz-token"

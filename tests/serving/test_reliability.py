@@ -57,6 +57,7 @@ def loaded(bundle, tmp_path_factory):
         yield server, cap.requests_per_s
 
 
+@pytest.mark.load
 def test_soak_at_80_percent_of_capacity_has_no_errors_and_flat_memory(loaded):
     server, capacity = loaded
     result = bench.soak(server, bench.request_body(), capacity, LENGTHS)
@@ -69,6 +70,7 @@ def test_soak_at_80_percent_of_capacity_has_no_errors_and_flat_memory(loaded):
     assert result["checks"]["memory growth < 10 %"], result["figures"]["memory_growth_pct"]
 
 
+@pytest.mark.load
 def test_overload_refuses_beyond_the_bound_keeps_accepted_fast_and_recovers(loaded):
     server, capacity = loaded
     result = bench.overload(server, bench.request_body(), capacity, LENGTHS)

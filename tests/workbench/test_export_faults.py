@@ -20,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from serving.manifest import load_bundle
 from workbench.export import export
 
+pytestmark = pytest.mark.reliability
 REPO = Path(__file__).resolve().parents[2]
 LIMITED = """\
 import resource, signal, sys
