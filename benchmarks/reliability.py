@@ -1,10 +1,13 @@
 """Reliability under load and faults: soak, overload, SIGTERM under load, SIGKILL during a sweep.
 
-One run, one machine, loopback only. The served model has a fixed service time of a few
-milliseconds per request (a chain of MatMuls, batching off, one intra-op thread, one instance),
-so the server's capacity is bounded by the model, not by the HTTP layer, and the load generator
-(:mod:`workbench.loadgen`, open loop) costs little CPU beside it. The server's queue bound is one
-request: what keeps accepted requests fast when it is overloaded.
+One run, one machine, loopback only. The served model has a fixed service time of about 5 ms
+per request (a chain of MatMuls, batching off, one intra-op thread, one instance), so the
+server's capacity is bounded by the model, not by the HTTP layer, and the load generator
+(:mod:`workbench.loadgen`, open loop) costs little CPU beside it (with a 2 ms model, 4x capacity
+meant ~1,900 requests a second of generator and refusal work on the same two cores). The queue
+holds at most 4 requests, which absorbs bursts; a queue that stands above 10 ms for 25 ms is
+overload (CoDel-style detection in the batcher), and then requests are refused while one is
+waiting, which keeps accepted requests fast.
 
 1. capacity: closed loop, 2 clients (one running, one queued), answered requests per second;
 2. soak: 80 % of capacity for ``--soak-s`` seconds: errors (anything but 200), 5xx, unanswered
@@ -61,7 +64,7 @@ from workbench.export import export  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = "fixed"
 DIM = 256
-DEPTH = 240  # chained MatMuls: about 2-3 ms per request on one core of the 2-core machine
+DEPTH = 600  # chained MatMuls: about 5 ms per request on one core of the 2-core machine
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,29 @@ def fixed_time_model(path: Path, depth: int = DEPTH) -> Path:
     return path
 
 
-def build_bundle(work: Path, queue_rows: int = 1, depth: int = DEPTH) -> Path:
+#: The queue: a hard bound of QUEUE_ROWS absorbs bursts; a standing queue (every request waiting
+#: longer than QUEUE_TARGET_MS for QUEUE_INTERVAL_MS) is overload, refused down to one waiting.
+QUEUE_ROWS, QUEUE_TARGET_MS, QUEUE_INTERVAL_MS = 4, 10.0, 25.0
+
+
+def build_bundle(
+    work: Path,
+    queue_rows: int = QUEUE_ROWS,
+    depth: int = DEPTH,
+    queue_target_ms: float = QUEUE_TARGET_MS,
+) -> Path:
     """The fixed-time model as a bundle: batching off, one instance on a worker thread."""
     onnx_path = fixed_time_model(work / f"{MODEL}.onnx", depth)
     return export(
         onnx_path,
         work / "bundle",
         name=MODEL,
-        batching={"enabled": False, "max_queue_rows": queue_rows},
+        batching={
+            "enabled": False,
+            "max_queue_rows": queue_rows,
+            "queue_target_ms": queue_target_ms,
+            "queue_interval_ms": QUEUE_INTERVAL_MS,
+        },
         threads={"intra_op": 1, "instances": 1, "inline_below_ms": 0},
         overwrite=True,
     ).path
@@ -345,12 +363,16 @@ def sweep_kill(work: Path, rows_before_kill: int = 3) -> dict:
 # -- the run ---------------------------------------------------------------------------------
 
 
-def server_info(depth: int = DEPTH) -> dict:
+def server_info(
+    depth: int = DEPTH, queue_rows: int = QUEUE_ROWS, queue_target_ms: float = QUEUE_TARGET_MS
+) -> dict:
     """How the served model and server are set up (written with the results)."""
     return {
         "model": f"{MODEL}: {depth} chained {DIM}x{DIM} MatMuls (a fixed service time on one core)",
         "batching": False,
-        "max_queue_rows": 1,
+        "max_queue_rows": queue_rows,
+        "queue_target_ms": queue_target_ms,
+        "queue_interval_ms": QUEUE_INTERVAL_MS,
         "intra_op_threads": 1,
         "instances": 1,
         "requests": f"1 row of {DIM} FP32 values, JSON",
@@ -366,10 +388,17 @@ def _generator_cpu(result: dict, before: resource.struct_rusage, requests: int |
     return result
 
 
-def run(lengths: Lengths, work: Path, parts: set[str], depth: int = DEPTH) -> dict:
+def run(
+    lengths: Lengths,
+    work: Path,
+    parts: set[str],
+    depth: int = DEPTH,
+    queue_rows: int = QUEUE_ROWS,
+    queue_target_ms: float = QUEUE_TARGET_MS,
+) -> dict:
     body = request_body()
-    bundle = build_bundle(work, depth=depth)
-    out: dict = {"server": server_info(depth)}
+    bundle = build_bundle(work, queue_rows, depth, queue_target_ms)
+    out: dict = {"server": server_info(depth, queue_rows, queue_target_ms)}
     with serve(bundle, work / "server.log") as server:
         cap = capacity(server, body, lengths)
         out["capacity"] = asdict(cap)
@@ -430,6 +459,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--depth", type=int, default=DEPTH, help=f"chained MatMuls in the model (default {DEPTH})"
     )
+    parser.add_argument("--queue-rows", type=int, default=QUEUE_ROWS, help="the queue's bound")
+    parser.add_argument(
+        "--queue-target-ms",
+        type=float,
+        default=QUEUE_TARGET_MS,
+        help="overload detection: queue wait target (0: off, the bound alone)",
+    )
     args = parser.parse_args(argv)
     lengths = QUICK if args.quick else FULL
     if args.soak_s is not None:
@@ -437,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="reliability-") as tmp:
-        out = run(lengths, Path(tmp), set(args.parts), args.depth)
+        out = run(
+            lengths, Path(tmp), set(args.parts), args.depth, args.queue_rows, args.queue_target_ms
+        )
     checks = {
         f"{part}: {name}": ok
         for part, result in out.items()

@@ -20,7 +20,12 @@ under load batches form from whatever queued during the previous run.
 Overload: the queue holds at most ``max_queue_rows`` rows; beyond that :meth:`Batcher.submit`
 raises :class:`Overloaded` with a Retry-After estimate instead of letting memory grow;
 :meth:`Batcher.admit` asks the same question before a request is decoded, so refusing costs
-the server next to nothing when it has least to spare.
+the server next to nothing when it has least to spare. A long queue absorbs bursts but, under
+sustained overload, makes every accepted request wait for all of it; with ``queue_target_s`` set,
+the batcher tells the two apart as CoDel does: when every batch started during
+``queue_interval_s`` had waited longer than the target, the queue is standing (overload), and
+new requests are refused while any row is queued, so an accepted request waits for at most the
+batch running and itself; the model going idle ends it.
 
 Where a batch runs: a model whose largest batch takes less than ``inline_below_s`` (measured at
 warm-up) runs on the event loop thread itself, one batch per loop callback, because handing work
@@ -97,6 +102,8 @@ class Batcher:
     max_queue_rows: most rows queued; more raises :class:`Overloaded`.
     inline_below_s: run on the event loop thread when the largest batch is faster than this
         (0: always use worker threads).
+    queue_target_s: overload detection (0: off): queue waits above this for a whole
+        ``queue_interval_s`` mean overload; see the module doc.
     """
 
     def __init__(
@@ -110,6 +117,8 @@ class Batcher:
         metrics: ServingMetrics | None = None,
         label: str | None = None,
         inline_below_s: float = 0.001,
+        queue_target_s: float = 0.0,
+        queue_interval_s: float = 0.1,
     ) -> None:
         self.model = model
         self.enabled = enabled and model.batch_axis
@@ -133,6 +142,10 @@ class Batcher:
         self.inline = False
         self._flush_pending = False
         self._busy = 0
+        self.queue_target_s = queue_target_s
+        self.queue_interval_s = queue_interval_s
+        self.overloaded = False  # a standing queue was seen; cleared when the model goes idle
+        self._above_since: float | None = None
 
     @property
     def queued_rows(self) -> int:
@@ -213,6 +226,13 @@ class Batcher:
                 f"{self.max_queue_rows}); retry later",
                 self._retry_after_s(),
             )
+        if self.overloaded and self._queued_rows:
+            raise Overloaded(
+                f"model {self.model.name!r} is overloaded (its queue has stood above "
+                f"{self.queue_target_s * 1e3:g} ms for {self.queue_interval_s * 1e3:g} ms); "
+                "retry later",
+                self._retry_after_s(),
+            )
 
     async def close(self) -> None:
         """Finish every queued request, then stop the worker threads."""
@@ -290,10 +310,23 @@ class Batcher:
         return self._taken(batch)
 
     def _taken(self, batch: list[_Part]) -> list[_Part]:
+        if self.queue_target_s > 0:
+            self._watch_queue(time.perf_counter() - batch[0].job.enqueued)
         self._queued_rows -= sum(p.stop - p.start for p in batch)
         self.metrics.queue_rows.set(self.label, self._queued_rows)
         self._busy += 1
         return batch
+
+    def _watch_queue(self, waited_s: float) -> None:
+        """CoDel's test: overloaded once batches have waited above target for a whole interval."""
+        if waited_s <= self.queue_target_s:
+            self._above_since = None
+            return
+        now = time.perf_counter()
+        if self._above_since is None:
+            self._above_since = now
+        elif now - self._above_since >= self.queue_interval_s:
+            self.overloaded = True
 
     def _finish(
         self,
@@ -334,6 +367,9 @@ class Batcher:
                 if job.pending == 0 and not job.future.done():
                     job.future.set_result(_assemble(job.results))
         self._dispatch()
+        if not self._queue and self._idle and self._arriving <= 0:  # nothing to do, none coming
+            self.overloaded = False
+            self._above_since = None
         if not self._queue and not self._busy:
             self._drained.set()
 

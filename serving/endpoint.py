@@ -62,6 +62,8 @@ class Endpoint:
                 max_batch_rows=m.batching.max_batch_rows,
                 max_delay_s=m.batching.max_delay_ms / 1000,
                 max_queue_rows=m.batching.max_queue_rows,
+                queue_target_s=m.batching.queue_target_ms / 1000,
+                queue_interval_s=m.batching.queue_interval_ms / 1000,
                 metrics=metrics,
                 label=m.name if role in ("main", "small") else f"{m.name}:{role}",
                 inline_below_s=m.threads.inline_below_ms / 1000,

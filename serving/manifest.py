@@ -89,12 +89,17 @@ class Batching:
     ``max_batch_rows`` counts rows (items), not requests; ``max_delay_ms`` is the most a batch
     waits for requests already being received (it never waits when nothing else is in flight);
     ``max_queue_rows`` bounds the queue (beyond it requests get 503 with Retry-After).
+    ``queue_target_ms`` > 0 turns on overload detection (CoDel-style): when every batch that
+    started during ``queue_interval_ms`` had waited longer than the target (a standing queue, not
+    a burst), new requests are refused while any row is queued, until the model goes idle.
     """
 
     enabled: bool = True
     max_batch_rows: int = 32
     max_delay_ms: float = 2.0
     max_queue_rows: int = 1024
+    queue_target_ms: float = 0.0
+    queue_interval_ms: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -481,6 +486,8 @@ def _check_values(m: Manifest) -> None:
     need(_whole(b.max_batch_rows, 1), "batching.max_batch_rows", "must be a whole number >= 1")
     need(_num(b.max_delay_ms) and b.max_delay_ms >= 0, "batching.max_delay_ms", "must be >= 0")
     need(_whole(b.max_queue_rows, 1), "batching.max_queue_rows", "must be a whole number >= 1")
+    need(_num(b.queue_target_ms) and b.queue_target_ms >= 0, "batching.queue_target_ms", ">= 0")
+    need(_num(b.queue_interval_ms) and b.queue_interval_ms > 0, "batching.queue_interval_ms", "> 0")
     need(_whole(t.intra_op, 1), "threads.intra_op", "must be a whole number >= 1")
     need(_whole(t.inter_op, 1), "threads.inter_op", "must be a whole number >= 1")
     need(_whole(t.instances, 1), "threads.instances", "must be a whole number >= 1")
