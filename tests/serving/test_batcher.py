@@ -143,6 +143,49 @@ def test_a_full_queue_raises_overloaded_with_a_retry_hint(models_dir):
         _run(b2, lambda: b2.submit({"input": x5}, 5, arrived=False))
 
 
+@pytest.mark.parametrize("target_s", [1e-4, 0.0], ids=["detection-on", "detection-off"])
+def test_a_standing_queue_is_overload_until_the_model_idles(models_dir, target_s):
+    """CoDel-style: once batches have waited above the target for the interval, a request is
+    refused while another is queued, although the hard bound (8) has room; the model going idle
+    ends it. With detection off only the bound refuses."""
+    b = _batcher(
+        models_dir / "slow.onnx",
+        enabled=False,
+        max_queue_rows=8,
+        inline_below_s=0.0,
+        queue_target_s=target_s,
+        queue_interval_s=0.0,
+    )
+    x = np.ones((1, 256), np.float32)
+
+    async def go():
+        backlog = [
+            asyncio.ensure_future(b.submit({"input": x}, 1, arrived=False)) for _ in range(6)
+        ]
+        await asyncio.sleep(0)
+        deadline = time.perf_counter() + 10
+        while target_s and not b.overloaded and time.perf_counter() < deadline:
+            await asyncio.sleep(0.0002)
+        queued_then, overloaded_then = b.queued_rows, b.overloaded
+        extra = await asyncio.gather(
+            b.submit({"input": x}, 1, arrived=False), return_exceptions=True
+        )
+        await asyncio.gather(*backlog)
+        after = await b.submit({"input": x}, 1, arrived=False)
+        return queued_then, overloaded_then, extra[0], b.overloaded, after
+
+    queued_then, overloaded_then, extra, overloaded_after, after = _run(b, go)
+    assert queued_then > 0 and queued_then + 1 <= 8  # the hard bound alone would admit it
+    if target_s:
+        assert overloaded_then
+        assert isinstance(extra, Overloaded) and "stood above" in str(extra)
+        assert extra.retry_after_s >= 1
+    else:
+        assert not overloaded_then and not isinstance(extra, BaseException)
+    assert not overloaded_after, "the model went idle: overload is over"
+    assert after[0]["output"].shape == (1, 256)
+
+
 CHEAP_BATCHES = Warmup(seconds_1=1e-4, seconds_max=2e-4, max_rows=32)  # batching pays
 COMPUTE_BOUND = Warmup(seconds_1=1e-2, seconds_max=0.33, max_rows=32)  # it does not
 
