@@ -18,7 +18,6 @@ figure and load, in the order of ``errors_detail``).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import statistics
@@ -35,6 +34,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 from serving.models import OnnxModel  # noqa: E402
+from workbench import loadgen  # noqa: E402
 from workbench.batching import BatchLatencyCurve  # noqa: E402
 from workbench.export import export  # noqa: E402
 from workbench.models import load_model  # noqa: E402
@@ -71,23 +71,13 @@ def start_server(bundle: Path, log: Path) -> tuple[subprocess.Popen, int]:
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {log.read_text()}")
         for line in log.read_text().splitlines():
-            if '"listening"' in line and _ready(int(json.loads(line)["port"])):
+            if '"listening"' in line and loadgen.is_ready(
+                "127.0.0.1", int(json.loads(line)["port"])
+            ):
                 return proc, int(json.loads(line)["port"])
         time.sleep(0.1)
     proc.kill()
     raise SystemExit(f"server did not start: {log.read_text()}")
-
-
-def _ready(port: int) -> bool:
-    """True once every model has warmed up (the server answers 503 until then)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", "/v2/health/ready")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
 
 
 def main() -> int:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import resource
@@ -55,7 +54,6 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper, save  # noqa: E402
 
 from workbench import loadgen  # noqa: E402
 from workbench.environment import environment  # noqa: E402
@@ -91,27 +89,6 @@ QUICK = Lengths(
 # -- the served model and server -------------------------------------------------------------
 
 
-def fixed_time_model(path: Path, depth: int = DEPTH) -> Path:
-    """``depth`` chained 256x256 MatMuls: a few ms per row on one core, whatever the input."""
-    w = (np.eye(DIM) * 0.999).astype(np.float32)
-    nodes, prev = [], "input"
-    for i in range(depth):
-        out = "output" if i == depth - 1 else f"h{i}"
-        nodes.append(helper.make_node("MatMul", [prev, "W"], [out]))
-        prev = out
-    graph = helper.make_graph(
-        nodes,
-        MODEL,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", DIM])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", DIM])],
-        [numpy_helper.from_array(w, "W")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    save(model, str(path))
-    return path
-
-
 #: The queue: a hard bound of QUEUE_ROWS absorbs bursts; a standing queue (every request waiting
 #: longer than QUEUE_TARGET_MS for QUEUE_INTERVAL_MS) is overload, refused down to one waiting.
 QUEUE_ROWS, QUEUE_TARGET_MS, QUEUE_INTERVAL_MS = 4, 10.0, 25.0
@@ -124,7 +101,7 @@ def build_bundle(
     queue_target_ms: float = QUEUE_TARGET_MS,
 ) -> Path:
     """The fixed-time model as a bundle: batching off, one instance on a worker thread."""
-    onnx_path = fixed_time_model(work / f"{MODEL}.onnx", depth)
+    onnx_path = loadgen.fixed_time_model(work / f"{MODEL}.onnx", depth, DIM)
     return export(
         onnx_path,
         work / "bundle",
@@ -184,21 +161,10 @@ def _wait_ready(proc: subprocess.Popen, log_path: Path) -> Server:
         for line in log_path.read_text(encoding="utf-8").splitlines():
             if '"listening"' in line:
                 port = int(json.loads(line)["port"])
-                if _ready(port):
+                if loadgen.is_ready("127.0.0.1", port):
                     return Server(proc, port, log_path)
         time.sleep(0.05)
     raise RuntimeError(f"server not ready in 120 s: {log_path.read_text()}")
-
-
-def _ready(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", "/v2/health/ready")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
 
 
 # -- the scenarios ---------------------------------------------------------------------------

@@ -29,11 +29,13 @@ Example
 from __future__ import annotations
 
 import asyncio
+import http.client
 import ipaddress
 import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,6 +165,50 @@ class OverloadResult:
     p99_ratio: float | None  # burst accepted p99 / unloaded p99
     recovery_s: float | None  # burst end -> every later window healthy (None: never)
     method: str = "measured"
+
+
+def is_ready(host: str, port: int, timeout_s: float = 5.0) -> bool:
+    """True once the V2 server at ``host:port`` answers ``/v2/health/ready`` with 200 (every
+    model warmed up; it answers 503 until then); False while it cannot be reached."""
+    _check_loopback(host)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        conn.request("GET", "/v2/health/ready")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def fixed_time_model(path: str | Path, depth: int = 60, dim: int = 256) -> Path:
+    """An ONNX model with a fixed service time to load-test a server with: ``depth`` chained
+    ``dim`` x ``dim`` MatMuls sharing one weight (milliseconds per row, a small file), input and
+    output ``[batch, dim]`` FP32 named ``input`` and ``output``; the model is named after the file.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = Path(path)
+    w = (np.eye(dim) * 0.999).astype(np.float32)
+    nodes, prev = [], "input"
+    for i in range(depth):
+        out = "output" if i == depth - 1 else f"h{i}"
+        nodes.append(helper.make_node("MatMul", [prev, "W"], [out]))
+        prev = out
+    graph = helper.make_graph(
+        nodes,
+        path.stem,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", dim])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", dim])],
+        [numpy_helper.from_array(w, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
 
 
 def constant_rate(rate_per_s: float, duration_s: float, start_s: float = 0.0) -> np.ndarray:

@@ -58,20 +58,9 @@ def linear_onnx(
 
 def slow_onnx(path: Path, dim: int = 256, depth: int = 60) -> Path:
     """``depth`` chained MatMuls sharing one weight: milliseconds per row, a small file."""
-    w = (np.eye(dim) * 0.999).astype(np.float32)
-    nodes, prev = [], "input"
-    for i in range(depth):
-        out = "output" if i == depth - 1 else f"h{i}"
-        nodes.append(helper.make_node("MatMul", [prev, "W"], [out]))
-        prev = out
-    graph = helper.make_graph(
-        nodes,
-        path.stem,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", dim])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", dim])],
-        [numpy_helper.from_array(w, "W")],
-    )
-    return _save(graph, path)
+    from workbench.loadgen import fixed_time_model
+
+    return fixed_time_model(path, depth, dim)
 
 
 def embedding_onnx(path: Path, vocab: int = 10, dim: int = 4) -> Path:
