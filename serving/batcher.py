@@ -311,18 +311,18 @@ class Batcher:
 
     def _taken(self, batch: list[_Part]) -> list[_Part]:
         if self.queue_target_s > 0:
-            self._watch_queue(time.perf_counter() - batch[0].job.enqueued)
+            self._watch_queue(batch[0].job.enqueued)
         self._queued_rows -= sum(p.stop - p.start for p in batch)
         self.metrics.queue_rows.set(self.label, self._queued_rows)
         self._busy += 1
         return batch
 
-    def _watch_queue(self, waited_s: float) -> None:
+    def _watch_queue(self, enqueued: float) -> None:
         """CoDel's test: overloaded once batches have waited above target for a whole interval."""
-        if waited_s <= self.queue_target_s:
+        now = time.perf_counter()
+        if now - enqueued <= self.queue_target_s:
             self._above_since = None
             return
-        now = time.perf_counter()
         if self._above_since is None:
             self._above_since = now
         elif now - self._above_since >= self.queue_interval_s:

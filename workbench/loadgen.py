@@ -469,20 +469,14 @@ async def _exchange(
         conn[1].write(request)
         code, retry_after = await asyncio.wait_for(read_response(conn[0]), timeout_s)
         return conn, code, retry_after
-    except asyncio.IncompleteReadError as exc:
-        conn[1].close()
-        if reused and not exc.partial:
-            return await _exchange(None, host, port, request, timeout_s)
-        return None, NO_ANSWER, False
-    except (ConnectionResetError, BrokenPipeError):
+    except _FAILURES as exc:
         if conn is not None:
             conn[1].close()
-        if reused:
+        stale = isinstance(exc, (ConnectionResetError, BrokenPipeError)) or (
+            isinstance(exc, asyncio.IncompleteReadError) and not exc.partial
+        )
+        if reused and stale:
             return await _exchange(None, host, port, request, timeout_s)
-        return None, NO_ANSWER, False
-    except _FAILURES:
-        if conn is not None:
-            conn[1].close()
         return None, NO_ANSWER, False
 
 
