@@ -1,22 +1,26 @@
-"""Reliability under load and faults: soak, overload, SIGTERM under load, SIGKILL during a sweep.
+"""Reliability under load and faults: soak, overload, stalls, SIGTERM under load, SIGKILL mid-sweep.
 
 One run, one machine, loopback only. The served model has a fixed service time of about 5 ms
 per request (a chain of MatMuls, batching off, one intra-op thread, one instance), so the
 server's capacity is bounded by the model, not by the HTTP layer, and the load generator
 (:mod:`workbench.loadgen`, open loop) costs little CPU beside it (with a 2 ms model, 4x capacity
 meant ~1,900 requests a second of generator and refusal work on the same two cores). The queue
-holds at most 4 requests, which absorbs bursts; a queue that stands above 10 ms for 25 ms is
-overload (CoDel-style detection in the batcher), and then requests are refused while one is
-waiting, which keeps accepted requests fast.
+holds at most 64 requests (about 320 ms of work), which rides out bursts and stalls of the
+machine; overload is decided by the arrival rate (the requests offered over 250 ms need more than
+1.5x the model time the instance has), and then a request is admitted only while none is waiting
+and one that waited over 10 ms is refused unrun, which keeps accepted requests fast (see
+``serving.batcher``).
 
 1. capacity: closed loop, 2 clients (one running, one queued), answered requests per second;
 2. soak: 80 % of capacity for ``--soak-s`` seconds: errors (anything but 200), 5xx, unanswered
    requests, and resident memory growth of the server ((end - after warm-up) / after warm-up);
 3. overload: 20 % of capacity, a burst at 4x capacity, 20 % again: only 200 or 503, every 503
    with Retry-After, p99 of the accepted requests against the unloaded p99, recovery seconds;
-4. SIGTERM under load: open loop at 80 % of capacity, SIGTERM half-way: every request the server
+4. stalls: 80 % of capacity while the server process is frozen (SIGSTOP) for 200 ms every
+   1.5 s: the requests sent meanwhile arrive at once and must be served, none refused;
+5. SIGTERM under load: open loop at 80 % of capacity, SIGTERM half-way: every request the server
    accepted (its shutdown log line) was answered, and the client received every answer;
-5. SIGKILL of a profiling sweep (its own process) once a few rows are stored: every finished row
+6. SIGKILL of a profiling sweep (its own process) once a few rows are stored: every finished row
    is in the SQLite store (WAL) and re-running the sweep measures only the missing configurations.
 
 Writes ``benchmarks/results/reliability.json`` (or ``reliability-quick.json`` with ``--quick``):
@@ -76,22 +80,38 @@ class Lengths:
     burst_s: float
     after_s: float
     sigterm_s: float
+    stalls_s: float
 
 
 FULL = Lengths(
-    capacity_s=10, soak_s=600, soak_warmup_s=30, baseline_s=15, burst_s=15, after_s=15, sigterm_s=10
+    capacity_s=10,
+    soak_s=600,
+    soak_warmup_s=30,
+    baseline_s=15,
+    burst_s=15,
+    after_s=15,
+    sigterm_s=10,
+    stalls_s=30,
 )
 QUICK = Lengths(
-    capacity_s=3, soak_s=15, soak_warmup_s=3, baseline_s=4, burst_s=5, after_s=5, sigterm_s=4
+    capacity_s=3,
+    soak_s=15,
+    soak_warmup_s=3,
+    baseline_s=4,
+    burst_s=5,
+    after_s=5,
+    sigterm_s=4,
+    stalls_s=8,
 )
 
 
 # -- the served model and server -------------------------------------------------------------
 
 
-#: The queue: a hard bound of QUEUE_ROWS absorbs bursts; a standing queue (every request waiting
-#: longer than QUEUE_TARGET_MS for QUEUE_INTERVAL_MS) is overload, refused down to one waiting.
-QUEUE_ROWS, QUEUE_TARGET_MS, QUEUE_INTERVAL_MS = 4, 10.0, 25.0
+#: The queue: a hard bound of QUEUE_ROWS (about 320 ms of work) rides out bursts and stalls of the
+#: machine; overload is more than 1.5x capacity offered over QUEUE_INTERVAL_MS, and then a request
+#: is admitted only when none is waiting, and one queued longer than QUEUE_TARGET_MS is refused.
+QUEUE_ROWS, QUEUE_TARGET_MS, QUEUE_INTERVAL_MS = 64, 10.0, 250.0
 
 
 def build_bundle(
@@ -224,6 +244,49 @@ def overload(server: Server, body: bytes, capacity_per_s: float, lengths: Length
         "recovered within 5 s": result.recovery_s is not None and result.recovery_s <= 5,
     }
     return {"figures": asdict(result), "checks": checks}
+
+
+#: Stalls: the server process is frozen (SIGSTOP ... SIGCONT) for STALL_MS every STALL_EVERY_S.
+STALL_MS, STALL_EVERY_S = 200.0, 1.5
+
+
+def stalls(server: Server, body: bytes, capacity_per_s: float, lengths: Lengths) -> dict:
+    """80 % of capacity while the server is frozen for ``STALL_MS`` every ``STALL_EVERY_S``: the
+    requests sent meanwhile arrive at once, as after a stall of a shared machine, and must be
+    queued and served, not refused as overload."""
+    frozen: list[float] = []
+    stop = threading.Event()
+
+    def freeze() -> None:
+        while not stop.wait(STALL_EVERY_S):
+            server.proc.send_signal(signal.SIGSTOP)
+            began = time.perf_counter()
+            time.sleep(STALL_MS / 1e3)
+            server.proc.send_signal(signal.SIGCONT)
+            frozen.append(time.perf_counter() - began)
+
+    thread = threading.Thread(target=freeze, daemon=True)
+    thread.start()
+    try:
+        times = loadgen.constant_rate(0.8 * capacity_per_s, lengths.stalls_s)
+        run = loadgen.open_loop("127.0.0.1", server.port, MODEL, body, times, timeout_s=30)
+    finally:
+        stop.set()
+        thread.join()
+        server.proc.send_signal(signal.SIGCONT)
+    s = run.summary()
+    figures = {
+        "summary": asdict(s),
+        "rate_per_s": round(0.8 * capacity_per_s, 2),
+        "stalls": len(frozen),
+        "stall_ms_median": round(float(np.median(frozen)) * 1e3, 1) if frozen else None,
+        "stall_every_s": STALL_EVERY_S,
+    }
+    checks = {
+        "stalls happened": len(frozen) >= 2,
+        "no refusals or errors": s.errors == 0 and s.refused_503 == 0,
+    }
+    return {"figures": figures, "checks": checks}
 
 
 def sigterm(bundle: Path, body: bytes, capacity_per_s: float, work: Path, lengths: Lengths) -> dict:
@@ -380,6 +443,8 @@ def run(
             f = result["figures"]
             sent = sum(f[p]["requests_sent"] for p in ("baseline", "burst", "after"))
             out["overload"] = _generator_cpu(result, before, sent)
+        if "stalls" in parts:
+            out["stalls"] = stalls(server, body, rate, lengths)
     if "sigterm" in parts:
         out["sigterm"] = sigterm(bundle, body, rate, work, lengths)
     if "sweep" in parts:
@@ -392,6 +457,7 @@ def headline(out: dict) -> dict:
     soak_f = out.get("soak", {}).get("figures", {})
     over = out.get("overload", {}).get("figures", {})
     term = out.get("sigterm", {}).get("figures", {})
+    stall = out.get("stalls", {}).get("figures", {})
     return {
         "capacity_requests_per_s": out["capacity"]["requests_per_s"],
         "soak_requests_sent": soak_f.get("summary", {}).get("requests_sent"),
@@ -407,6 +473,11 @@ def headline(out: dict) -> dict:
         "overload_503": over.get("burst", {}).get("refused_503"),
         "overload_errors": over.get("burst", {}).get("errors"),
         "recovery_s": over.get("recovery_s"),
+        "stalls": stall.get("stalls"),
+        "stall_ms_median": stall.get("stall_ms_median"),
+        "stalls_requests_sent": stall.get("summary", {}).get("requests_sent"),
+        "stalls_503": stall.get("summary", {}).get("refused_503"),
+        "stalls_errors": stall.get("summary", {}).get("errors"),
         "sigterm_accepted": term.get("server_accepted"),
         "sigterm_lost_requests": term.get("lost_requests"),
     }
@@ -418,8 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parts",
         nargs="+",
-        default=["soak", "overload", "sigterm", "sweep"],
-        choices=["soak", "overload", "sigterm", "sweep"],
+        default=["soak", "overload", "stalls", "sigterm", "sweep"],
+        choices=["soak", "overload", "stalls", "sigterm", "sweep"],
     )
     parser.add_argument("--soak-s", type=float, default=None, help="override the soak length")
     parser.add_argument(

@@ -89,9 +89,11 @@ class Batching:
     ``max_batch_rows`` counts rows (items), not requests; ``max_delay_ms`` is the most a batch
     waits for requests already being received (it never waits when nothing else is in flight);
     ``max_queue_rows`` bounds the queue (beyond it requests get 503 with Retry-After).
-    ``queue_target_ms`` > 0 turns on overload detection (CoDel-style): when every batch that
-    started during ``queue_interval_ms`` had waited longer than the target (a standing queue, not
-    a burst), new requests are refused while any row is queued, until the model goes idle.
+    ``queue_target_ms`` > 0 turns on overload control, decided by the arrival rate: when the
+    requests offered during the last ``queue_interval_ms`` need over 2x the model time the
+    instances have in it (costs from the warm-up), or over 1x both over it and over 8 intervals,
+    a request is refused while others wait and a queued one that waited longer than the target
+    is refused unrun. See ``serving.batcher``.
     """
 
     enabled: bool = True
@@ -99,7 +101,7 @@ class Batching:
     max_delay_ms: float = 2.0
     max_queue_rows: int = 1024
     queue_target_ms: float = 0.0
-    queue_interval_ms: float = 100.0
+    queue_interval_ms: float = 250.0
 
 
 @dataclass(frozen=True)

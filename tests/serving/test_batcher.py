@@ -143,47 +143,113 @@ def test_a_full_queue_raises_overloaded_with_a_retry_hint(models_dir):
         _run(b2, lambda: b2.submit({"input": x5}, 5, arrived=False))
 
 
-@pytest.mark.parametrize("target_s", [1e-4, 0.0], ids=["detection-on", "detection-off"])
-def test_a_standing_queue_is_overload_until_the_model_idles(models_dir, target_s):
-    """CoDel-style: once batches have waited above the target for the interval, a request is
-    refused while another is queued, although the hard bound (8) has room; the model going idle
-    ends it. With detection off only the bound refuses."""
-    b = _batcher(
+#: What the overload tests tell the batcher each call costs: 10 ms, so an interval of 100 ms
+#: holds 10 requests' work on one instance. The real model (slow.onnx) takes about 0.5 ms.
+TEN_MS = Warmup(seconds_1=0.01, seconds_max=0.32, max_rows=32)
+
+
+def _overload_batcher(models_dir, target_s: float) -> Batcher:
+    return _batcher(
         models_dir / "slow.onnx",
+        TEN_MS,
         enabled=False,
-        max_queue_rows=8,
+        max_queue_rows=64,
         inline_below_s=0.0,
         queue_target_s=target_s,
-        queue_interval_s=0.0,
+        queue_interval_s=0.1,
     )
+
+
+async def _submit_at_once(b: Batcher, n: int) -> list:
     x = np.ones((1, 256), np.float32)
+    return await asyncio.gather(
+        *[b.submit({"input": x}, 1, arrived=False) for _ in range(n)], return_exceptions=True
+    )
+
+
+@pytest.mark.parametrize("target_s", [1e-4, 0.0], ids=["detection-on", "detection-off"])
+def test_work_offered_beyond_2x_capacity_is_overload_refused_and_shed(models_dir, target_s):
+    """30 requests of 10 ms each in one instant: 300 ms of work offered within the 100 ms
+    interval. The 20th or 21st (floating-point sums) tips it past 2x (200 ms): from then on a
+    request is refused while another waits, and queued ones that waited beyond the target are
+    answered 503 unrun, though the hard bound (64) has room. Once the offered work falls,
+    overload ends. With detection off only the bound refuses: all 30 are served."""
+    b = _overload_batcher(models_dir, target_s)
 
     async def go():
-        backlog = [
-            asyncio.ensure_future(b.submit({"input": x}, 1, arrived=False)) for _ in range(6)
-        ]
-        await asyncio.sleep(0)
-        deadline = time.perf_counter() + 10
-        while target_s and not b.overloaded and time.perf_counter() < deadline:
-            await asyncio.sleep(0.0002)
-        queued_then, overloaded_then = b.queued_rows, b.overloaded
-        extra = await asyncio.gather(
-            b.submit({"input": x}, 1, arrived=False), return_exceptions=True
-        )
-        await asyncio.gather(*backlog)
-        after = await b.submit({"input": x}, 1, arrived=False)
-        return queued_then, overloaded_then, extra[0], b.overloaded, after
+        burst = await _submit_at_once(b, 30)
+        overloaded_then = b.overloaded
+        await asyncio.sleep(0.15)  # the burst leaves the interval
+        after = await _submit_at_once(b, 1)
+        return burst, overloaded_then, after[0], b.overloaded
 
-    queued_then, overloaded_then, extra, overloaded_after, after = _run(b, go)
-    assert queued_then > 0 and queued_then + 1 <= 8  # the hard bound alone would admit it
-    if target_s:
-        assert overloaded_then
-        assert isinstance(extra, Overloaded) and "stood above" in str(extra)
-        assert extra.retry_after_s >= 1
+    burst, overloaded_then, after, overloaded_after = _run(b, go)
+    served = [r for r in burst if not isinstance(r, BaseException)]
+    refused = [r for r in burst if isinstance(r, BaseException)]
+    assert all(isinstance(r, Overloaded) and r.retry_after_s >= 1 for r in refused), refused
+    if not target_s:
+        assert len(served) == 30 and not overloaded_then
     else:
-        assert not overloaded_then and not isinstance(extra, BaseException)
-    assert not overloaded_after, "the model went idle: overload is over"
+        assert overloaded_then
+        at_admission = [r for r in burst[21:] if isinstance(r, Overloaded)]
+        assert len(at_admission) == 9, burst[21:]  # the 22nd to the 30th: others were waiting
+        assert all("can give 100 ms" in str(r) for r in at_admission), at_admission
+        shed = [r for r in burst[:19] if isinstance(r, Overloaded)]
+        assert shed and all("this request waited" in str(r) for r in shed), burst[:19]
+        assert 1 <= len(served) < 19, "the first runs at once; the stale rest is shed"
+    assert not overloaded_after, "100 ms later only 10 ms of work was offered: overload is over"
     assert after[0]["output"].shape == (1, 256)
+
+
+def test_a_bunch_within_capacity_is_served_not_refused(models_dir):
+    """A stall of the machine delivers requests at once; 9 x 10 ms fit in the 100 ms interval:
+    no overload, none refused."""
+    b = _overload_batcher(models_dir, 1e-4)
+    results = _run(b, lambda: _submit_at_once(b, 9))
+    assert not any(isinstance(r, BaseException) for r in results), results
+    assert not b.overloaded
+
+
+@pytest.mark.parametrize("count", [12, 3], ids=["burst", "no-burst"])
+def test_a_burst_serves_the_newest_first(models_dir, count):
+    """12 x 10 ms offered at once: within the last 20 ms (a fifth of the interval) over 2x what
+    the instance can do. Once the oldest waiting request has waited beyond the target, the
+    newest goes first (adaptive LIFO): fresh requests are served fast while the old wait (and
+    are shed if overload follows). 3 x 10 ms (30 ms, under 2x of 20 ms) run in order."""
+    b = _overload_batcher(models_dir, 1e-4)
+    results = _run(b, lambda: _submit_at_once(b, count))
+    assert not any(isinstance(r, BaseException) for r in results), results
+    waits = [queue_s for _, queue_s in results]
+    assert waits[0] == min(waits), "the first runs at once"
+    if count == 12:
+        assert waits[11] < waits[1], "then the newest before the oldest waiting"
+    else:
+        assert waits == sorted(waits)
+
+
+def test_work_above_capacity_over_eight_intervals_is_overload(models_dir, monkeypatch):
+    """The rule on a fake clock: 14 ms of work offered every 10 ms (1.4x what one instance can
+    do, below the 2x of a burst) after 60 % of it for a second. Not overload at first; overload
+    once the last 8 intervals (800 ms) hold more work than the instance can do in them; over as
+    soon as the rate over one interval falls to 1x."""
+    b = _overload_batcher(models_dir, 1e-4)  # a 100 ms interval, 10 ms per request
+    clock = [0.0]
+    monkeypatch.setattr("serving.batcher.time.perf_counter", lambda: clock[0])
+
+    def offer(t: float, requests: float) -> bool:
+        clock[0] = t
+        for _ in range(int(requests)):
+            b._offer(1)
+        return b.overloaded
+
+    ticks = np.arange(0, 1.0, 0.01)  # 100 ticks of 10 ms
+    assert not any(offer(t, 1 if i % 5 < 3 else 0) for i, t in enumerate(ticks))  # 60 %
+    states = [(round(1 + t, 2), offer(1 + t, 1 if i % 5 < 3 else 2)) for i, t in enumerate(ticks)]
+    first = next(t for t, on in states if on)
+    # over the 800 ms before t: 0.6 x (1.8 - t) + 1.4 x (t - 1) > 0.8 from t = 1.4 s
+    assert 1.35 <= first <= 1.45, states
+    assert all(on for t, on in states if t >= first + 0.01), states
+    assert not offer(2.2, 1), "the last 100 ms hold 10 ms of work: overload is over"
 
 
 CHEAP_BATCHES = Warmup(seconds_1=1e-4, seconds_max=2e-4, max_rows=32)  # batching pays
