@@ -5,11 +5,11 @@ per request (a chain of MatMuls, batching off, one intra-op thread, one instance
 server's capacity is bounded by the model, not by the HTTP layer, and the load generator
 (:mod:`workbench.loadgen`, open loop) costs little CPU beside it (with a 2 ms model, 4x capacity
 meant ~1,900 requests a second of generator and refusal work on the same two cores). The queue
-holds at most 64 requests (about 320 ms of work), which rides out bursts and stalls of the
-machine; overload is decided by the arrival rate (the requests offered over 250 ms need more than
-1.5x the model time the instance has), and then a request is admitted only while none is waiting
-and one that waited over 10 ms is refused unrun, which keeps accepted requests fast (see
-``serving.batcher``).
+holds at most 1024 requests (the default bound, about 5 s of work), which rides out bursts,
+stalls and slowdowns of the shared machine; overload is decided by the arrival rate (the
+requests offered over 250 ms need more than 2x the model time the instance has, or more than 1x
+for 2 s), and then a request is admitted only while none is waiting and one that waited over
+10 ms is refused unrun, which keeps accepted requests fast (see ``serving.batcher``).
 
 1. capacity: closed loop, 2 clients (one running, one queued), answered requests per second;
 2. soak: 80 % of capacity for ``--soak-s`` seconds: errors (anything but 200), 5xx, unanswered
@@ -108,10 +108,10 @@ QUICK = Lengths(
 # -- the served model and server -------------------------------------------------------------
 
 
-#: The queue: a hard bound of QUEUE_ROWS (about 320 ms of work) rides out bursts and stalls of the
-#: machine; overload is more than 1.5x capacity offered over QUEUE_INTERVAL_MS, and then a request
-#: is admitted only when none is waiting, and one queued longer than QUEUE_TARGET_MS is refused.
-QUEUE_ROWS, QUEUE_TARGET_MS, QUEUE_INTERVAL_MS = 64, 10.0, 250.0
+#: The queue: the default bound of QUEUE_ROWS (about 5 s of work) rides out stalls and slowdowns
+#: of the shared machine; overload (the arrival rate, see serving.batcher) is what refuses: then
+#: a request is admitted only when none is waiting, and one queued over QUEUE_TARGET_MS is shed.
+QUEUE_ROWS, QUEUE_TARGET_MS, QUEUE_INTERVAL_MS = 1024, 10.0, 250.0
 
 
 def build_bundle(

@@ -2,9 +2,9 @@
 ``benchmarks/reliability.py``, short by default: ``WORKBENCH_RELIABILITY=full`` runs them at full
 length, a 10-minute soak and a 15 s burst, with the issue's targets).
 
-The server under test: a 5 ms model, a queue bound of 64 requests and overload control by
-arrival rate (see the benchmark). The short versions check every property that other jobs on a
-shared 2-core machine cannot break (nothing but 200 or 503, every 503 with Retry-After, no
+The server under test: a 5 ms model, the default queue bound (1024 requests) and overload
+control by arrival rate (see the benchmark). The short versions check every property that other
+jobs on a shared 2-core machine cannot break (nothing but 200 or 503, every 503 with Retry-After, no
 request unanswered, memory flat). Three are targets that such jobs do break, by taking the cores
 the server needs (measured at load average 5: 10 % of 503s in the soak, an accepted p99 4x the
 unloaded one); the short versions allow for that, the full run does not:
