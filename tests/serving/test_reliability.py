@@ -16,7 +16,7 @@ unloaded one); the short versions allow for that, the full run does not:
   admission control fails;
 - after the burst: at least 90 % answered 200 (full: recovered within 5 s).
 
-The stalls test freezes the server (SIGSTOP) for 200 ms every 1.5 s at 80 % of capacity: the
+The stalls test freezes the server (SIGSTOP) for 200 ms every 3 s at 80 % of capacity: the
 requests sent meanwhile arrive at once and are queued and served, none refused. With the earlier
 queue-length detection (a bound of 4 and CoDel's standing-queue test) such stalls of the shared
 machine caused the 387 503s of a 10-minute soak.
