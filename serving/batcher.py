@@ -334,13 +334,13 @@ class Batcher:
     # -- event loop side -------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        if self.overloaded:
-            self._shed()
-        if self.inline:
+        if self.inline:  # the flush sheds, when the batch is taken
             if self._queue and not self._flush_pending:
                 self._flush_pending = True
                 self._loop.call_soon(self._flush)
             return
+        if self.overloaded:
+            self._shed()
         while self._idle and self._queue:
             if self._should_wait():
                 return
@@ -366,6 +366,8 @@ class Batcher:
                 job.future.set_exception(
                     Overloaded(self._overload_message(waited), self._retry_after_s())
                 )
+        if not self._busy:  # nothing left to finish: close() may be waiting for this
+            self._drained.set()
 
     def _flush(self) -> None:
         """Inline mode: run one batch on the event loop thread, then yield to the loop."""

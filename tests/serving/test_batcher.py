@@ -201,6 +201,34 @@ def test_work_offered_beyond_2x_capacity_is_overload_refused_and_shed(models_dir
     assert after[0]["output"].shape == (1, 256)
 
 
+@pytest.mark.parametrize("mode", list(MODES))
+def test_close_returns_when_overload_sheds_the_last_queued_requests(models_dir, mode):
+    """Shutting down in overload: close() starts waiting while requests are queued; they are
+    then shed (waited beyond a 1 us target), not run. close() must see the queue drained instead
+    of waiting for a batch that never comes (inline mode hung here before)."""
+    b = _batcher(
+        models_dir / "slow.onnx",
+        TEN_MS,
+        enabled=False,
+        max_queue_rows=64,
+        inline_below_s=MODES[mode],
+        queue_target_s=1e-6,
+        queue_interval_s=0.1,
+    )
+    x = np.ones((1, 256), np.float32)
+
+    async def go():
+        b.start(asyncio.get_running_loop())
+        jobs = [asyncio.ensure_future(b.submit({"input": x}, 1, arrived=False)) for _ in range(30)]
+        closing = asyncio.ensure_future(b.close())  # runs before the first batch is taken
+        await asyncio.wait_for(closing, 10)
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = asyncio.run(go())
+    assert any(isinstance(r, Overloaded) and "waited" in str(r) for r in results), results
+    assert all(isinstance(r, (tuple, Overloaded)) for r in results), results
+
+
 def test_a_bunch_within_capacity_is_served_not_refused(models_dir):
     """A stall of the machine delivers requests at once; 9 x 10 ms fit in the 100 ms interval:
     no overload, none refused."""
