@@ -148,13 +148,13 @@ def test_a_full_queue_raises_overloaded_with_a_retry_hint(models_dir):
 TEN_MS = Warmup(seconds_1=0.01, seconds_max=0.32, max_rows=32)
 
 
-def _overload_batcher(models_dir, target_s: float) -> Batcher:
+def _overload_batcher(models_dir, target_s: float, inline_below_s: float = 0.0) -> Batcher:
     return _batcher(
         models_dir / "slow.onnx",
         TEN_MS,
         enabled=False,
         max_queue_rows=64,
-        inline_below_s=0.0,
+        inline_below_s=inline_below_s,
         queue_target_s=target_s,
         queue_interval_s=0.1,
     )
@@ -206,15 +206,7 @@ def test_close_returns_when_overload_sheds_the_last_queued_requests(models_dir, 
     """Shutting down in overload: close() starts waiting while requests are queued; they are
     then shed (waited beyond a 1 us target), not run. close() must see the queue drained instead
     of waiting for a batch that never comes (inline mode hung here before)."""
-    b = _batcher(
-        models_dir / "slow.onnx",
-        TEN_MS,
-        enabled=False,
-        max_queue_rows=64,
-        inline_below_s=MODES[mode],
-        queue_target_s=1e-6,
-        queue_interval_s=0.1,
-    )
+    b = _overload_batcher(models_dir, 1e-6, inline_below_s=MODES[mode])
     x = np.ones((1, 256), np.float32)
 
     async def go():
