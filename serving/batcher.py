@@ -280,8 +280,12 @@ class Batcher:
             f"model {self.model.name!r} is overloaded (the requests of the last "
             f"{self.queue_interval_s * 1e3:g} ms need {need_ms:.0f} ms of model "
             f"time; {instances} instance{'s' if instances > 1 else ''} can give "
-            f"{instances * self.queue_interval_s * 1e3:g} ms{waited}); retry later"
+            f"{self._can_do_s(self.queue_interval_s) * 1e3:g} ms{waited}); retry later"
         )
+
+    def _can_do_s(self, span_s: float) -> float:
+        """Model time the instances have in ``span_s`` seconds."""
+        return len(self.model.sessions) * span_s
 
     def _offer(self, rows: int) -> None:
         """Count offered work over the interval; enter or leave overload (see the module doc)."""
@@ -292,7 +296,7 @@ class Batcher:
         recent = self._offered.add(now, work)
         sustained = self._sustained.add(now, work)
         self._burst.add(now, work)
-        can_do = len(self.model.sessions) * self.queue_interval_s
+        can_do = self._can_do_s(self.queue_interval_s)
         self.overloaded = recent > OVERLOAD_FACTOR * can_do or (
             recent > can_do and sustained > SUSTAINED_INTERVALS * can_do
         )
@@ -303,7 +307,7 @@ class Batcher:
         if self.queue_target_s <= 0 or len(self._queue) < 2:
             return False
         now = time.perf_counter()
-        can_do = len(self.model.sessions) * self._burst.span_s
+        can_do = self._can_do_s(self._burst.span_s)
         return (
             now - self._queue[0].job.enqueued > self.queue_target_s
             and self._burst.total_at(now) > OVERLOAD_FACTOR * can_do
