@@ -34,13 +34,13 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 from serving.models import OnnxModel  # noqa: E402
-from workbench import loadgen  # noqa: E402
-from workbench.batching import BatchLatencyCurve  # noqa: E402
-from workbench.export import export  # noqa: E402
+from workbench.load import generator as loadgen  # noqa: E402
 from workbench.models import load_model  # noqa: E402
-from workbench.replay import replay_trace  # noqa: E402
-from workbench.simulator import ServerConfig, predict  # noqa: E402
-from workbench.traces import poisson_trace, trace_from_times  # noqa: E402
+from workbench.plan.batch_curve import BatchLatencyCurve  # noqa: E402
+from workbench.plan.replay import replay_trace  # noqa: E402
+from workbench.plan.simulator import ServerConfig, predict  # noqa: E402
+from workbench.plan.traces import poisson_trace, trace_from_times  # noqa: E402
+from workbench.ship.bundle import export  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "batching_accuracy.json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,9 +202,9 @@ def main() -> int:
             }
             for load, n, p, m in rows
         ],
-        "method": "predicted: discrete-event simulation (workbench.simulator) of each Poisson "
+        "method": "predicted: discrete-event simulation (workbench.plan.simulator) of each Poisson "
         "trace with the measured service time; measured: open-loop replay of the "
-        "same trace against python -m serving on 127.0.0.1 (workbench.replay)",
+        "same trace against python -m serving on 127.0.0.1 (workbench.plan.replay)",
         "load_average_1m_at_end": os.getloadavg()[0],
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

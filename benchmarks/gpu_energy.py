@@ -14,10 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-from workbench.backends import cuda_available, make_runner
-from workbench.energy_nvml import NvmlMeter
+from workbench.energy.nvml import NvmlMeter
+from workbench.measure.backends import cuda_available, make_runner
+from workbench.measure.profiling import profile
 from workbench.models import load_model
-from workbench.profiling import profile
 
 RESULTS = Path(__file__).parent / "results" / "gpu_energy.json"
 

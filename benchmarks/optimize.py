@@ -1,7 +1,7 @@
 """The automatic optimiser on ``digits-cnn`` and ``minilm`` in one run: what the recommended
 configuration gains over fp32 PyTorch eager at batch 1, and what it costs in quality.
 
-For each model, ``workbench.search.optimize`` searches every registered variant x batch sizes
+For each model, ``workbench.compress.search.runner.optimize`` searches every registered variant x batch sizes
 1, 8, 32 x threads 1 and all cores by successive halving, under ``max_quality_drop`` 1 %
 (accuracy points on the held-out digits test split; ``1 - mean cosine`` to the fp32 embeddings on
 held-out sentences for MiniLM). Its baseline is fp32 PyTorch eager at batch 1 on all cores; the
@@ -30,8 +30,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from workbench.environment import cpu_model
-from workbench.search import SearchResult, measure_window, optimize
+from workbench.compress.search.runner import SearchResult, measure_window, optimize
+from workbench.measure.environment import cpu_model
 
 RESULTS = Path(__file__).parent / "results" / "optimize.json"
 TARGET_GAIN = 4.0

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from workbench.backends import logical_cores
+from workbench.measure.backends import logical_cores
+from workbench.measure.profiling import profile
 from workbench.models import load_model
-from workbench.profiling import profile
 
 RESULTS = Path(__file__).parent / "results" / "profiler_overhead.json"
 

@@ -3,7 +3,7 @@
 One run, one machine, loopback only. The served model has a fixed service time of about 5 ms
 per request (a chain of MatMuls, batching off, one intra-op thread, one instance), so the
 server's capacity is bounded by the model, not by the HTTP layer, and the load generator
-(:mod:`workbench.loadgen`, open loop) costs little CPU beside it (with a 2 ms model, 4x capacity
+(:mod:`workbench.load.generator`, open loop) costs little CPU beside it (with a 2 ms model, 4x capacity
 meant ~1,900 requests a second of generator and refusal work on the same two cores). The queue
 holds at most 1024 requests (the default bound, about 5 s of work), which rides out bursts,
 stalls and slowdowns of the shared machine; overload is decided by the arrival rate (the
@@ -59,9 +59,9 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
-from workbench import loadgen  # noqa: E402
-from workbench.environment import environment  # noqa: E402
-from workbench.export import export  # noqa: E402
+from workbench.load import generator as loadgen  # noqa: E402
+from workbench.measure.environment import environment  # noqa: E402
+from workbench.ship.bundle import export  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = "fixed"
@@ -327,7 +327,7 @@ def sigterm(bundle: Path, body: bytes, capacity_per_s: float, work: Path, length
 SWEEP_SCRIPT = textwrap.dedent(
     """
     import sys
-    from workbench.profiling import sweep
+    from workbench.measure.profiling import sweep
     sweep("digits-mlp", batch_sizes=list(range(1, 41)), sweep_id="killme", progress=False,
           iterations=400, warmup=1, max_seconds=0.3, operators=False, store=sys.argv[1])
     """
@@ -336,8 +336,8 @@ SWEEP_SCRIPT = textwrap.dedent(
 
 def sweep_kill(work: Path, rows_before_kill: int = 3) -> dict:
     """SIGKILL a profiling sweep once ``rows_before_kill`` rows are stored; resume it."""
-    from workbench.profiling import sweep
-    from workbench.store import RunStore
+    from workbench.measure.profiling import sweep
+    from workbench.measure.store import RunStore
 
     db = work / "runs.db"
     proc = subprocess.Popen(

@@ -222,7 +222,7 @@ class Server:
 
 
 def start_ours(case: Case, onnx_path: Path, batching: bool, spinning: bool, logs: Path) -> Server:
-    from workbench.export import export
+    from workbench.ship.bundle import export
 
     name = "ours" if batching else "ours-nobatch"
     bundle = BENCH / "bundles" / f"{case.model}-{name}"

@@ -1,8 +1,8 @@
 """Batching and right-sizing: the batch curve of what the session serves, and the cheapest
 hardware meeting a load and a p99 target.
 
-A view over :func:`workbench.batching.batch_sweep` (measured; runs in the background with a
-progress bar and a stop button) and :func:`workbench.sizing.right_size` (simulated, estimated).
+A view over :func:`workbench.plan.batch_curve.batch_sweep` (measured; runs in the background with a
+progress bar and a stop button) and :func:`workbench.plan.sizing.right_size` (simulated, estimated).
 What it measures is the compression lab's recommendation when there is one, else the model.
 """
 
@@ -15,10 +15,10 @@ import ipywidgets as W
 from widgets.compression_panel import _numbers
 from widgets.session import Session
 from widgets.view import Panel, headline, number_box
-from workbench.batching import batch_sweep
-from workbench.report_charts import batch_curve_chart
-from workbench.simulator import ServerConfig
-from workbench.sizing import right_size
+from workbench.plan.batch_curve import batch_sweep
+from workbench.plan.simulator import ServerConfig
+from workbench.plan.sizing import right_size
+from workbench.report.charts import batch_curve_chart
 
 SWEEP_COLUMNS = [
     "batch_size",

@@ -1,8 +1,8 @@
 """Cascade and cache: a small model in front of a large one, and a response cache.
 
-Views over :mod:`workbench.cascade` (both models profiled for their cost per million, scored on
+Views over :mod:`workbench.plan.cascade` (both models profiled for their cost per million, scored on
 held-out data at every threshold, the cheapest threshold meeting an accuracy target picked) and
-:mod:`workbench.caching` (an LRU cache replayed over a Zipf key trace). The cache hit rate
+:mod:`workbench.plan.caching` (an LRU cache replayed over a Zipf key trace). The cache hit rate
 chosen here flows into the cost panel.
 """
 
@@ -13,13 +13,13 @@ import pandas as pd
 
 from widgets.session import Session
 from widgets.view import Panel, headline, number_box
-from workbench.caching import cache_sweep, zipf_keys
-from workbench.cascade import cascade_sweep, model_probabilities, pick_threshold
-from workbench.cascade import usd_per_million_items as usd_per_million
+from workbench.compress.quality import demo_task_data
+from workbench.measure.profiling import profile
 from workbench.models import load_model
-from workbench.profiling import profile
-from workbench.quality import demo_task_data
-from workbench.zoo import DEMOS
+from workbench.models.zoo import DEMOS
+from workbench.plan.caching import cache_sweep, zipf_keys
+from workbench.plan.cascade import cascade_sweep, model_probabilities, pick_threshold
+from workbench.plan.cascade import usd_per_million_items as usd_per_million
 
 CAPACITIES = (0, 10, 30, 100, 300, 1000)
 

@@ -1,7 +1,7 @@
 """Compression lab: search variants x batch size x threads, see the Pareto frontier and the
 recommendation with its reason.
 
-A view over :func:`workbench.search.optimize`. The search runs in the background; the stop
+A view over :func:`workbench.compress.search.runner.optimize`. The search runs in the background; the stop
 button ends it between steps and keeps what finished. The recommendation is published to the
 session, where batching, cost and export pick it up.
 """
@@ -14,10 +14,15 @@ import ipywidgets as W
 
 from widgets.session import Session
 from widgets.view import Panel, headline
-from workbench.backends import logical_cores
+from workbench.compress.search.runner import (
+    MIN_MEASURE_SECONDS,
+    STRATEGIES,
+    optimize,
+    parse_fraction,
+)
 from workbench.demo import DEMO_VARIANTS
-from workbench.report_charts import pareto_chart
-from workbench.search import MIN_MEASURE_SECONDS, STRATEGIES, optimize, parse_fraction
+from workbench.measure.backends import logical_cores
+from workbench.report.charts import pareto_chart
 
 SHOWN = [
     "variant",
@@ -53,7 +58,7 @@ class CompressionPanel(Panel):
 
     def __init__(self, session: Session) -> None:
         super().__init__(session)
-        from workbench.compression import variant_specs
+        from workbench.compress.registry import variant_specs
 
         names = sorted(variant_specs())
         self.variants = W.SelectMultiple(

@@ -1,7 +1,7 @@
 """Lifecycle cost calculator: training against inference in money, energy and carbon.
 
-A view over :mod:`workbench.cost` (pure) fed with measured runs through
-:func:`workbench.scenarios.inference_inputs_from_run`: the profiled model, the search baseline
+A view over :mod:`workbench.cost.model` (pure) fed with measured runs through
+:func:`workbench.cost.scenarios.inference_inputs_from_run`: the profiled model, the search baseline
 and the recommended variant become one scenario each, with the same traffic, prices and grid.
 Every input change recomputes the figures and the charts (cumulative cost with the break-even
 day; scenarios side by side). The cache hit rate comes from the Cascade & cache tab.
@@ -16,10 +16,10 @@ import ipywidgets as W
 
 from widgets.session import Session
 from widgets.view import Panel, headline, number_box
-from workbench.cost import GridInputs, Scenario, TrainingInputs, compare, compute_cost
-from workbench.cost_charts import cumulative_cost_chart, scenario_bars_chart
+from workbench.cost.charts import cumulative_cost_chart, scenario_bars_chart
+from workbench.cost.model import GridInputs, Scenario, TrainingInputs, compare, compute_cost
+from workbench.cost.scenarios import inference_inputs_from_run
 from workbench.errors import ConfigError
-from workbench.scenarios import inference_inputs_from_run
 
 #: (field, label, default, step) of the inputs shown; the defaults are an example, not advice.
 INFERENCE = (

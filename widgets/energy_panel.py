@@ -1,8 +1,8 @@
 """Energy: joules and carbon per inference of the session's model, with an idle baseline.
 
-A view over :func:`workbench.profiling.profile` with ``energy=True`` (the best meter this machine
+A view over :func:`workbench.measure.profiling.profile` with ``energy=True`` (the best meter this machine
 has: NVML, RAPL, CodeCarbon, or the labelled estimate) and the carbon table of
-:mod:`workbench.carbon`. Every figure says whether it was measured or estimated.
+:mod:`workbench.energy.carbon`. Every figure says whether it was measured or estimated.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pandas as pd
 
 from widgets.session import Session
 from widgets.view import Panel, headline
-from workbench.carbon import DEFAULT_REGION, intensity_table
-from workbench.profiling import profile
+from workbench.energy.carbon import DEFAULT_REGION, intensity_table
+from workbench.measure.profiling import profile
 
 
 class EnergyPanel(Panel):

@@ -1,6 +1,6 @@
 """Export: write a serving bundle of what the session serves, with its measured figures.
 
-A view over :func:`workbench.export.export`. The model is the compression lab's recommendation
+A view over :func:`workbench.ship.bundle.export`. The model is the compression lab's recommendation
 when there is one (else the session's model); the batch size comes from the batching knee, the
 threads from the recommendation, the price from the cost tab and the figures from the run they
 were measured in; all can be changed before exporting.
@@ -17,7 +17,7 @@ import pandas as pd
 
 from widgets.session import Session
 from widgets.view import Panel, headline, number_box
-from workbench.export import export
+from workbench.ship.bundle import export
 
 
 class ExportPanel(Panel):
@@ -78,7 +78,7 @@ class ExportPanel(Panel):
             self.cache.value = float(value) > 0
 
     def run(self):
-        """Write the bundle (the Export button); returns :class:`workbench.export.BundleInfo`."""
+        """Write the bundle (the Export button); returns :class:`workbench.ship.bundle.BundleInfo`."""
         handle, label, _ = self.session.serving_choice()
         figures = self.session.cost_inputs.get("source_run_id")
         usd_h = self.session.cost_inputs.get("instance_usd_per_h")

@@ -1,6 +1,6 @@
 """Model picker and profile: choose a demo model (or an ONNX path), measure one configuration.
 
-A view over :func:`workbench.profiling.profile`: the latency distribution, the headline figures
+A view over :func:`workbench.measure.profiling.profile`: the latency distribution, the headline figures
 and the slowest operators. The profile measures energy over its window by default (the figure
 the cost panel needs), labelled measured or estimated.
 """
@@ -11,10 +11,10 @@ import ipywidgets as W
 
 from widgets.session import Session
 from widgets.view import Panel, headline
-from workbench.backends import logical_cores
-from workbench.profiling import profile
-from workbench.report_charts import latency_distribution_chart
-from workbench.zoo import DEMOS
+from workbench.measure.backends import logical_cores
+from workbench.measure.profiling import profile
+from workbench.models.zoo import DEMOS
+from workbench.report.charts import latency_distribution_chart
 
 FIGURES = [
     "model",

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError, StoreError
+from workbench.measure.store import Run, RunStore
 from workbench.models import ModelHandle, load_model
-from workbench.store import Run, RunStore
 
 Listener = Callable[[str, Any], None]
 

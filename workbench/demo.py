@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.measure.profiling import sweep
+from workbench.measure.store import RunStore
 from workbench.models import load_model
-from workbench.profiling import sweep
-from workbench.store import RunStore
 
 DEMO_BATCH_SIZES = (1, 32)
 
@@ -92,7 +92,7 @@ def run_demo(
         findings.append(
             f"slowest ONNX Runtime operator at batch 1: {op.op} ({op.share:.0%} of operator time)"
         )
-    # ---- compress step: a short search over a few variants (workbench.search.optimize)
+    # ---- compress step: a short search over a few variants (workbench.compress.search.runner.optimize)
     say("compressing: a short search over quantised variants, judged on held-out data ...")
     with RunStore(db) as store:
         compressed, compress_findings = compress_step(handle, store, min(0.3, max_seconds))
@@ -133,7 +133,7 @@ def compress_step(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Search :data:`DEMO_VARIANTS` x batch 1 and 32 on one thread under a 1 % quality bar;
     returns the measured configurations and one finding per line."""
-    from workbench.search import MIN_MEASURE_SECONDS, optimize
+    from workbench.compress.search.runner import MIN_MEASURE_SECONDS, optimize
 
     result = optimize(
         handle,

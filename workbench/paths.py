@@ -39,3 +39,8 @@ def datasets_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parent.parent / "datasets"
+
+
+def notebooks_dir() -> Path:
+    """The shipped ``notebooks/`` folder (next to the package in a checkout or editable install)."""
+    return Path(__file__).resolve().parent.parent / "notebooks"

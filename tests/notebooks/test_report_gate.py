@@ -19,8 +19,8 @@ import pytest
 
 pytest.importorskip("papermill")
 
-from workbench.cli import main
-from workbench.profiling import profile
+from workbench.cli.app import main
+from workbench.measure.profiling import profile
 
 REPO = Path(__file__).resolve().parents[2]
 COMMON = ["--threads", "1", "--iterations", "3000", "--max-seconds", "1.0",

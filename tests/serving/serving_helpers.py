@@ -58,7 +58,7 @@ def linear_onnx(
 
 def slow_onnx(path: Path, dim: int = 256, depth: int = 60) -> Path:
     """``depth`` chained MatMuls sharing one weight: milliseconds per row, a small file."""
-    from workbench.loadgen import fixed_time_model
+    from workbench.load.generator import fixed_time_model
 
     return fixed_time_model(path, depth, dim)
 
@@ -93,7 +93,7 @@ def reference(onnx_path: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndar
 
 
 def export_bundle(onnx_path: Path | None, out: Path, **options) -> Path:
-    from workbench.export import export
+    from workbench.ship.bundle import export
 
     return export(onnx_path, out, **options).path
 

@@ -130,7 +130,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_a_lost_request(models_
     import orjson
     from serving_helpers import export_bundle, serving
 
-    from workbench import loadgen
+    from workbench.load import generator as loadgen
 
     bundle = export_bundle(models_dir / "lin.onnx", tmp_path / "lin", name="lin")
     body = orjson.dumps(

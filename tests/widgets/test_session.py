@@ -6,7 +6,7 @@ import pytest
 
 from widgets.session import Session
 from workbench.errors import ConfigError, StoreError
-from workbench.profiling import profile
+from workbench.measure.profiling import profile
 
 
 def test_publish_sets_and_notifies_and_rejects_unknown_topics(tmp_path) -> None:

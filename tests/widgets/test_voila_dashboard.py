@@ -181,7 +181,7 @@ def test_dashboard_profile_then_cost_in_the_browser(voila, chromium, tmp_path) -
     # a dearer instance-hour raises the lifecycle total (training cost is unchanged)
     assert after_total > before_total
     assert shot.stat().st_size > 10_000
-    from workbench.store import RunStore
+    from workbench.measure.store import RunStore
 
     with RunStore(voila["db"]) as store:
         kinds = [r.kind for r in store.runs()]

@@ -6,16 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.batching import (
+from workbench.errors import ConfigError
+from workbench.measure.store import RunStore
+from workbench.models import load_model
+from workbench.plan.batch_curve import (
     BatchLatencyCurve,
     batch_sweep,
     knee_batch_size,
     sweep_from_rows,
     sweep_from_store,
 )
-from workbench.errors import ConfigError
-from workbench.models import load_model
-from workbench.store import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +115,8 @@ def test_unknown_sweep_id_is_a_clear_error(db_path):
 
 
 def test_energy_sweep_gives_energy_per_batch_for_the_simulator(tiny):
-    from workbench.simulator import PowerModel, ServerConfig, simulate
-    from workbench.traces import poisson_trace
+    from workbench.plan.simulator import PowerModel, ServerConfig, simulate
+    from workbench.plan.traces import poisson_trace
 
     sweep = batch_sweep(
         tiny, batch_sizes=[1, 8], threads=1, store=False, progress=False, max_seconds=0.3,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.caching import cache_sweep, simulate_cache, zipf_keys
 from workbench.errors import ConfigError
-from workbench.traces import read_trace_csv
+from workbench.plan.caching import cache_sweep, simulate_cache, zipf_keys
+from workbench.plan.traces import read_trace_csv
 
 KEYS = ["a", "b", "a", "c", "a", "a", "b", "c"]
 TIMES = [0, 1, 2, 3, 11, 12, 13, 14]

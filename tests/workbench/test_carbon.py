@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from workbench.carbon import (
+from workbench.energy.carbon import (
     DEFAULT_REGION,
     carbon_intensity,
     co2e_g,

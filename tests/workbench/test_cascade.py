@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.cascade import (
+from workbench.errors import ConfigError
+from workbench.measure.profiling import profile
+from workbench.models import load_model
+from workbench.models.datasets import digits_split
+from workbench.models.zoo import digits_inputs
+from workbench.plan.cascade import (
     cascade_sweep,
     confidence,
     model_probabilities,
@@ -13,11 +18,6 @@ from workbench.cascade import (
     softmax,
     usd_per_million_items,
 )
-from workbench.data import digits_split
-from workbench.errors import ConfigError
-from workbench.models import load_model
-from workbench.profiling import profile
-from workbench.zoo import digits_inputs
 
 USD_PER_H = 0.17  # one 4-vCPU machine, both models on it
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from workbench.backends import logical_cores
-from workbench.store import RunStore
+from workbench.measure.backends import logical_cores
+from workbench.measure.store import RunStore
 
 
 def cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:

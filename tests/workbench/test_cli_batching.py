@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tests.workbench.test_cli import cli
-from workbench.store import RunStore
+from workbench.measure.store import RunStore
 
 
 @pytest.fixture

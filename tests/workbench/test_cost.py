@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench.cost import (
+from workbench.cost.model import (
     DAYS_PER_MONTH,
     GridInputs,
     InferenceInputs,
@@ -448,7 +448,7 @@ def test_pue_error_says_the_fix():
 
 
 def test_cumulative_chart_marks_break_even():
-    from workbench.cost_charts import cumulative_cost_chart
+    from workbench.cost.charts import cumulative_cost_chart
 
     report = compute_cost(SCENARIO)
     spec = cumulative_cost_chart(report).to_dict()
@@ -467,14 +467,14 @@ def test_cumulative_chart_marks_break_even():
 
 
 def test_cumulative_chart_without_break_even_has_no_rule():
-    from workbench.cost_charts import cumulative_cost_chart
+    from workbench.cost.charts import cumulative_cost_chart
 
     spec = cumulative_cost_chart(compute_cost(Scenario("p", INFERENCE, GRID))).to_dict()
     assert len(spec["layer"]) == 1
 
 
 def test_scenario_bars_stack_training_and_inference():
-    from workbench.cost_charts import scenario_bars_chart
+    from workbench.cost.charts import scenario_bars_chart
 
     faster = replace(SCENARIO, name="fast", inference=replace(INFERENCE, energy_j_per_item=1.0))
     reports = [compute_cost(SCENARIO), compute_cost(faster)]
@@ -493,7 +493,7 @@ def test_scenario_bars_stack_training_and_inference():
 
 
 def test_tornado_chart_orders_inputs_by_swing(tmp_path):
-    from workbench.cost_charts import save_chart, tornado_chart
+    from workbench.cost.charts import save_chart, tornado_chart
 
     frame = sensitivity(SCENARIO)
     chart = tornado_chart(frame)
@@ -516,11 +516,11 @@ def test_tornado_chart_orders_inputs_by_swing(tmp_path):
 def test_docstring_examples_run():
     import doctest
 
-    import workbench.cost
-    import workbench.cost_charts
-    import workbench.scenarios
+    import workbench.cost.charts
+    import workbench.cost.model
+    import workbench.cost.scenarios
 
-    for module in (workbench.cost, workbench.cost_charts, workbench.scenarios):
+    for module in (workbench.cost.model, workbench.cost.charts, workbench.cost.scenarios):
         result = doctest.testmod(module)
         assert result.attempted > 0
         assert result.failed == 0, module.__name__

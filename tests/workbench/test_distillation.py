@@ -4,13 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.backends import make_runner
-from workbench.compression import BuildContext, VariantSkipped, build_variant, get_spec
-from workbench.distillation import digits_student, encoder_student, make_student
+from workbench.compress.distill import digits_student, encoder_student, make_student
+from workbench.compress.quality import evaluate, predict, task_data
+from workbench.compress.registry import BuildContext, VariantSkipped, build_variant, get_spec
 from workbench.errors import ConfigError
+from workbench.measure.backends import make_runner
 from workbench.models import load_model
-from workbench.quality import evaluate, predict, task_data
-from workbench.zoo import SentenceEncoder
+from workbench.models.zoo import SentenceEncoder
 
 #: The stated bound: a student within 2 accuracy points of its teacher on held-out digits.
 MAX_ACCURACY_GAP = 0.02

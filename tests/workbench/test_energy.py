@@ -20,7 +20,7 @@ from workbench.energy import (
     per_inference,
 )
 from workbench.errors import ConfigError, EnergyError
-from workbench.store import RunStore
+from workbench.measure.store import RunStore
 
 
 class ScriptedMeter(Meter):

@@ -18,8 +18,8 @@ from onnx import TensorProto, helper, numpy_helper
 import serving
 from serving.manifest import BundleError, load_bundle, unpack_archive
 from workbench.errors import ConfigError
-from workbench.export import export
-from workbench.store import RunStore
+from workbench.measure.store import RunStore
+from workbench.ship.bundle import export
 
 
 def _classifier(path: Path, in_shape: tuple[int, ...], classes: int = 3, seed: int = 0) -> Path:
@@ -43,7 +43,7 @@ def _classifier(path: Path, in_shape: tuple[int, ...], classes: int = 3, seed: i
 
 @pytest.fixture(scope="module")
 def demo_bundle(tmp_path_factory):
-    from workbench.profiling import profile
+    from workbench.measure.profiling import profile
 
     measured = profile("digits-mlp", iterations=30, max_seconds=2, operators=False, store=False)
     out = tmp_path_factory.mktemp("export") / "digits-mlp"

@@ -18,7 +18,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from serving.manifest import load_bundle
-from workbench.export import export
+from workbench.ship.bundle import export
 
 pytestmark = pytest.mark.reliability
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ import resource, signal, sys
 limit = int(sys.argv[1])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write raises OSError(EFBIG)
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-from workbench.cli import main
+from workbench.cli.app import main
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from workbench.flops import onnx_flops, torch_flops
+from workbench.measure.flops import onnx_flops, torch_flops
 from workbench.models import load_model
 
 

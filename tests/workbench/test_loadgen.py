@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import ConfigError
-from workbench.loadgen import NO_ANSWER, LoadResult, _recovery_s, constant_rate, open_loop
+from workbench.load.generator import NO_ANSWER, LoadResult, _recovery_s, constant_rate, open_loop
 
 
 def _result(status, latency_ms, retry_after=None, times=None) -> LoadResult:

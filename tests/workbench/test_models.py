@@ -5,11 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.data import digits_split
 from workbench.errors import InputShapeError, ModelLoadError, UnknownModelError
-from workbench.models import DEFAULT_DYNAMIC_DIM, check_export, load_model
+from workbench.models import load_model
+from workbench.models.datasets import digits_split
+from workbench.models.handle import DEFAULT_DYNAMIC_DIM, check_export
+from workbench.models.zoo import digits_inputs
 from workbench.paths import cache_dir
-from workbench.zoo import digits_inputs
 
 
 @pytest.mark.parametrize("name", ["digits-cnn", "digits-mlp"])

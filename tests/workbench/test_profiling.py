@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from workbench.backends import logical_cores
 from workbench.errors import BackendUnavailableError, ConfigError
-from workbench.profiling import Profile, profile, sweep
-from workbench.store import RunStore
+from workbench.measure.backends import logical_cores
+from workbench.measure.profiling import Profile, profile, sweep
+from workbench.measure.store import RunStore
 
 FAST = {"iterations": 30, "warmup": 2, "operator_iterations": 3, "max_seconds": 5.0}
 MINILM_FAST = {"iterations": 4, "warmup": 1, "operator_iterations": 2, "min_iterations": 2}
@@ -103,7 +103,7 @@ def test_bad_settings_are_clear_errors(settings, pattern):
 
 
 def test_cuda_without_gpu_is_a_clear_error():
-    from workbench.backends import cuda_available
+    from workbench.measure.backends import cuda_available
 
     if cuda_available():
         pytest.skip("this machine has a GPU")
@@ -133,7 +133,7 @@ def test_sweep_stores_each_configuration_and_resumes(db_path):
 
 
 def test_sweep_interrupted_keeps_finished_configurations(db_path, monkeypatch):
-    import workbench.profiling as profiling
+    import workbench.measure.profiling as profiling
 
     real = profiling._measure
     calls = {"n": 0}
@@ -152,7 +152,7 @@ def test_sweep_interrupted_keeps_finished_configurations(db_path, monkeypatch):
 
 SWEEP_SCRIPT = textwrap.dedent(
     """
-    from workbench.profiling import sweep
+    from workbench.measure.profiling import sweep
     sweep("digits-mlp", batch_sizes=list(range(1, 41)), sweep_id="killme", progress=False,
           iterations=400, warmup=1, max_seconds=0.3, operators=False)
     """
@@ -209,7 +209,7 @@ def test_sigkill_mid_sweep_keeps_finished_rows(db_path):
 def test_cuda_profile_where_a_gpu_is_present(backend):
     import onnxruntime as ort
 
-    from workbench.backends import cuda_available
+    from workbench.measure.backends import cuda_available
 
     if not cuda_available():
         pytest.skip("no CUDA GPU on this machine")

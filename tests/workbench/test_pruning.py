@@ -5,14 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.backends import make_runner
-from workbench.compression import BuildContext, VariantSkipped, build_variant, get_spec
+from workbench.compress.prune import check_sparsity, prune_ffn_neurons, structured_prune
+from workbench.compress.quality import evaluate, predict, task_data
+from workbench.compress.registry import BuildContext, VariantSkipped, build_variant, get_spec
 from workbench.errors import ConfigError
-from workbench.flops import onnx_flops, torch_flops
+from workbench.measure.backends import make_runner
+from workbench.measure.flops import onnx_flops, torch_flops
 from workbench.models import load_model
-from workbench.pruning import check_sparsity, prune_ffn_neurons, structured_prune
-from workbench.quality import evaluate, predict, task_data
-from workbench.zoo import SentenceEncoder
+from workbench.models.zoo import SentenceEncoder
 
 
 @pytest.fixture(scope="module")

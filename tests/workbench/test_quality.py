@@ -2,11 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.backends import make_runner
-from workbench.data import digits_split
-from workbench.errors import ConfigError, InputShapeError
-from workbench.models import load_model
-from workbench.quality import (
+from workbench.compress.quality import (
     ArraySet,
     SentenceSet,
     TaskData,
@@ -17,7 +13,11 @@ from workbench.quality import (
     predict,
     task_data,
 )
-from workbench.zoo import digits_inputs
+from workbench.errors import ConfigError, InputShapeError
+from workbench.measure.backends import make_runner
+from workbench.models import load_model
+from workbench.models.datasets import digits_split
+from workbench.models.zoo import digits_inputs
 
 
 @pytest.fixture(scope="module")

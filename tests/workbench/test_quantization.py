@@ -7,8 +7,15 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from workbench.backends import cuda_available, make_runner
-from workbench.compression import (
+from workbench.compress.quality import ArraySet, SentenceSet, TaskData, evaluate, predict, task_data
+from workbench.compress.quantize import (
+    CALIBRATION_ITEMS,
+    cpu_bf16_support,
+    gemm_to_matmul,
+    sensitivity_scan,
+    weighted_matmuls,
+)
+from workbench.compress.registry import (
     BuildContext,
     VariantSkipped,
     build_variant,
@@ -16,18 +23,11 @@ from workbench.compression import (
     get_spec,
     variant_specs,
 )
-from workbench.data import digits_split
 from workbench.errors import ConfigError, InputShapeError
+from workbench.measure.backends import cuda_available, make_runner
 from workbench.models import load_model
-from workbench.quality import ArraySet, SentenceSet, TaskData, evaluate, predict, task_data
-from workbench.quantization import (
-    CALIBRATION_ITEMS,
-    cpu_bf16_support,
-    gemm_to_matmul,
-    sensitivity_scan,
-    weighted_matmuls,
-)
-from workbench.zoo import digits_inputs
+from workbench.models.datasets import digits_split
+from workbench.models.zoo import digits_inputs
 
 ORT_VARIANTS = {
     "ort-fp32": (),

@@ -7,11 +7,11 @@ import numpy as np
 import orjson
 import pytest
 
-from workbench.batching import BatchLatencyCurve
 from workbench.errors import ConfigError
-from workbench.replay import replay_trace
-from workbench.simulator import ServerConfig, predict
-from workbench.traces import poisson_trace, trace_from_times
+from workbench.plan.batch_curve import BatchLatencyCurve
+from workbench.plan.replay import replay_trace
+from workbench.plan.simulator import ServerConfig, predict
+from workbench.plan.traces import poisson_trace, trace_from_times
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 from serving_helpers import export_bundle, linear_onnx, serving

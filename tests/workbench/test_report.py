@@ -10,7 +10,8 @@ import onnxruntime as ort
 import pytest
 
 from workbench.errors import ConfigError, RegressionError, StoreError
-from workbench.report import (
+from workbench.measure.store import RunStore
+from workbench.report.gate import (
     AT_SCALE_INSTANCES,
     Pricing,
     Thresholds,
@@ -18,7 +19,6 @@ from workbench.report import (
     with_extra_work,
     write_html_report,
 )
-from workbench.store import RunStore
 
 
 def add_run(store: RunStore, throughput: float, p99: float, *, batch_size: int = 1, **extra):
@@ -139,8 +139,8 @@ def test_html_report_is_offline_and_says_the_verdict(store: RunStore, tmp_path) 
 
 
 def test_extra_work_keeps_outputs_and_really_slows_the_model(tmp_path) -> None:
+    from workbench.measure.profiling import profile
     from workbench.models import load_model
-    from workbench.profiling import profile
 
     base = load_model("digits-mlp")
     slow = with_extra_work(base, matmuls=8, width=512, out_dir=tmp_path)
@@ -164,7 +164,7 @@ def test_extra_work_keeps_outputs_and_really_slows_the_model(tmp_path) -> None:
 def test_docstring_examples_run() -> None:
     import doctest
 
-    import workbench.report
+    import workbench.report.gate
 
-    result = doctest.testmod(workbench.report)
+    result = doctest.testmod(workbench.report.gate)
     assert result.attempted >= 3 and result.failed == 0

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from workbench.errors import ConfigError
-from workbench.report_charts import batch_curve_chart, latency_distribution_chart, pareto_chart
+from workbench.report.charts import batch_curve_chart, latency_distribution_chart, pareto_chart
 
 
 def test_latency_chart_marks_percentiles() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workbench.cli import main
-from workbench.cost import (
+from workbench.cli.app import main
+from workbench.cost.model import (
     GridInputs,
     InferenceInputs,
     Scenario,
@@ -16,13 +16,13 @@ from workbench.cost import (
     cascade_effective,
     compute_cost,
 )
-from workbench.errors import ConfigError, StoreError
-from workbench.scenarios import (
+from workbench.cost.scenarios import (
     inference_inputs_from_run,
     load_scenarios,
     scenarios_from_dict,
 )
-from workbench.store import RunStore
+from workbench.errors import ConfigError, StoreError
+from workbench.measure.store import RunStore
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "scenarios.yaml"
 

@@ -7,11 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.backends import logical_cores
-from workbench.compression import custom_variant
-from workbench.data import digits_split
-from workbench.errors import ConfigError, ConstraintError
-from workbench.search import (
+from workbench.compress.registry import custom_variant
+from workbench.compress.search.runner import (
     Constraints,
     optimize,
     pareto_frontier,
@@ -19,7 +16,10 @@ from workbench.search import (
     parse_ms,
     recommend,
 )
-from workbench.store import RunStore
+from workbench.errors import ConfigError, ConstraintError
+from workbench.measure.backends import logical_cores
+from workbench.measure.store import RunStore
+from workbench.models.datasets import digits_split
 
 VARIANTS = ["ort-fp32", "ort-int8-dynamic-per-channel", "torch-int8-dynamic"]
 FAST = {"batch_sizes": [1, 16], "threads": [1], "measure_seconds": 0.15, "progress": False}
@@ -304,20 +304,20 @@ def test_cli_optimizes_an_onnx_file_judged_on_the_users_held_out_data(tmp_path, 
 def test_the_docstring_examples_run():
     import doctest
 
-    import workbench.compression
-    import workbench.distillation
-    import workbench.pruning
-    import workbench.quality
-    import workbench.quantization
-    import workbench.search
+    import workbench.compress.distill
+    import workbench.compress.prune
+    import workbench.compress.quality
+    import workbench.compress.quantize
+    import workbench.compress.registry
+    import workbench.compress.search.runner
 
     for module in (
-        workbench.compression,
-        workbench.distillation,
-        workbench.pruning,
-        workbench.quality,
-        workbench.quantization,
-        workbench.search,
+        workbench.compress.registry,
+        workbench.compress.distill,
+        workbench.compress.prune,
+        workbench.compress.quality,
+        workbench.compress.quantize,
+        workbench.compress.search.runner,
     ):
         result = doctest.testmod(module)
         assert result.attempted > 0, module.__name__

@@ -8,16 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from workbench.batching import BatchLatencyCurve
 from workbench.errors import ConfigError
-from workbench.simulator import (
+from workbench.plan.batch_curve import BatchLatencyCurve
+from workbench.plan.simulator import (
     PowerModel,
     ServerConfig,
     figures_from_requests,
     predict,
     simulate,
 )
-from workbench.traces import poisson_trace, trace_from_times
+from workbench.plan.traces import poisson_trace, trace_from_times
 
 # Service time of one batch by rows: 1 -> 2 ms, 2 -> 3 ms, 3 -> 3.5 ms, 4 -> 4 ms.
 CURVE = BatchLatencyCurve.from_points({1: 2.0, 2: 3.0, 3: 3.5, 4: 4.0})
@@ -214,20 +214,20 @@ def test_bad_power_and_curve_ranges_are_clear_errors():
 def test_docstring_examples_run():
     import doctest
 
-    import workbench.batching
-    import workbench.caching
-    import workbench.cascade
-    import workbench.simulator
-    import workbench.sizing
-    import workbench.traces
+    import workbench.plan.batch_curve
+    import workbench.plan.caching
+    import workbench.plan.cascade
+    import workbench.plan.simulator
+    import workbench.plan.sizing
+    import workbench.plan.traces
 
     modules = (
-        workbench.batching,
-        workbench.caching,
-        workbench.cascade,
-        workbench.simulator,
-        workbench.sizing,
-        workbench.traces,
+        workbench.plan.batch_curve,
+        workbench.plan.caching,
+        workbench.plan.cascade,
+        workbench.plan.simulator,
+        workbench.plan.sizing,
+        workbench.plan.traces,
     )
     for module in modules:
         result = doctest.testmod(module)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.batching import BatchLatencyCurve
 from workbench.errors import ConfigError
-from workbench.simulator import ServerConfig
-from workbench.sizing import HardwareEntry, hardware_frame, load_hardware, right_size
+from workbench.plan.batch_curve import BatchLatencyCurve
+from workbench.plan.simulator import ServerConfig
+from workbench.plan.sizing import HardwareEntry, hardware_frame, load_hardware, right_size
 
 HEADER = "name,kind,cores,usd_per_h,idle_w,max_w,latency_scale,power_method,source\n"
 #: 10 ms per request, no batching: one instance serves at most 100 req/s.

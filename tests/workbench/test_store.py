@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 
 from workbench.errors import StoreError
-from workbench.store import RunStore
+from workbench.measure.store import RunStore
 
 
 def test_round_trip_keeps_every_field(tmp_path):

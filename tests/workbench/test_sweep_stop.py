@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workbench.profiling import sweep
+from workbench.measure.profiling import sweep
 
 
 def test_stop_after_first_configuration_keeps_it() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import ConfigError
-from workbench.traces import (
+from workbench.plan.traces import (
     bursty_trace,
     diurnal_trace,
     poisson_trace,
