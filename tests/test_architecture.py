@@ -171,3 +171,16 @@ def test_every_module_says_what_it_is_for(top: str) -> None:
         if p.name != "__main__.py" and not ast.get_docstring(ast.parse(p.read_text()))
     ]
     assert not missing, "modules without a docstring: " + ", ".join(missing)
+
+
+def test_the_public_api_resolves_to_the_packages_objects() -> None:
+    import importlib
+
+    import workbench
+
+    for name in workbench.__all__:
+        obj = getattr(workbench, name)
+        home = importlib.import_module(workbench._HOMES[name])
+        assert obj is getattr(home, name), name
+    with pytest.raises(AttributeError, match="no attribute"):
+        _ = workbench.no_such_verb
