@@ -1,12 +1,16 @@
 """``workbench demo``: the main job end to end on a built-in demo model.
 
-Today: load (training on first use) -> profile PyTorch eager and ONNX Runtime at batch 1 and 32,
-with energy per inference (measured where the machine has counters, else estimated, and labelled)
--> report the fastest and the most frugal configuration against the PyTorch batch-1 baseline, and
-write the results.
--> compress: a short search over quantised variants, each judged on held-out data, then timed
-and metered (:func:`compress_step`).
-Each later capability (batching, cost, export) adds its step here.
+Load (training on first use) -> profile PyTorch eager and ONNX Runtime at batch 1 and 32, with
+energy per inference (measured where the machine has counters, else estimated, and labelled;
+:func:`profile_step`) -> report the fastest and the most frugal configuration against the
+PyTorch batch-1 baseline (:func:`profile_findings`) -> compress: a short search over quantised
+variants, each judged on held-out data, then timed and metered (:func:`compress_step`) -> write
+the results (:func:`write_results`).
+
+Example
+-------
+>>> summary = run_demo("digits-cnn", out_dir=Path("workbench-demo"))  # doctest: +SKIP
+>>> print("\\n".join(summary.findings))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.measure.profiling import sweep
+from workbench.measure.profiling import SweepResult, sweep
 from workbench.measure.store import RunStore
 from workbench.models import load_model
 
@@ -27,6 +31,8 @@ DEMO_BATCH_SIZES = (1, 32)
 
 @dataclass
 class DemoSummary:
+    """What the demo found: the profile table, one finding per line, and where it wrote them."""
+
     table: pd.DataFrame
     findings: list[str]
     out_dir: Path
@@ -45,26 +51,46 @@ def run_demo(
     say = console.print if console is not None else (lambda *a, **k: None)
     say(f"loading {model} (trained on first use, then cached) ...")
     handle = load_model(model)
+    with RunStore(db) as store:
+        result = profile_step(handle, store, max_seconds)
+        db_path = store.path
+    table = result.to_frame()
+    findings = profile_findings(model, handle, result, table)
+    say("compressing: a short search over quantised variants, judged on held-out data ...")
+    with RunStore(db) as store:
+        compressed, compress_findings = compress_step(handle, store, min(0.3, max_seconds))
+    findings.extend(compress_findings)
+    write_results(out_dir, model, handle, findings, table, compressed, db_path)
+    return DemoSummary(table, findings, out_dir, db_path, extra={"compression": compressed})
+
+
+def profile_step(handle: Any, store: RunStore, max_seconds: float = 3.0) -> SweepResult:
+    """PyTorch eager and ONNX Runtime at :data:`DEMO_BATCH_SIZES`, with energy, into ``store``."""
+    return sweep(
+        handle,
+        batch_sizes=DEMO_BATCH_SIZES,
+        backends=("torch", "onnxruntime"),
+        store=store,
+        max_seconds=max_seconds,
+        iterations=500,
+        energy=True,
+        energy_min_seconds=min(1.0, max_seconds),
+        idle_seconds=0.5,
+    )
+
+
+def profile_findings(
+    model: str, handle: Any, result: SweepResult, table: pd.DataFrame
+) -> list[str]:
+    """The model's accuracy, then the fastest and the most frugal configuration against PyTorch
+    eager at batch 1, the batch-1 p99 of both backends and the slowest ONNX Runtime operator
+    (``table``: ``result.to_frame()``)."""
     findings = []
     if "accuracy_test" in handle.metadata:
         findings.append(
             f"{model}: held-out accuracy {handle.metadata['accuracy_test']:.1%} on "
             f"{handle.metadata['test_examples']} test images (measured)"
         )
-    with RunStore(db) as store:
-        result = sweep(
-            handle,
-            batch_sizes=DEMO_BATCH_SIZES,
-            backends=("torch", "onnxruntime"),
-            store=store,
-            max_seconds=max_seconds,
-            iterations=500,
-            energy=True,
-            energy_min_seconds=min(1.0, max_seconds),
-            idle_seconds=0.5,
-        )
-        db_path = store.path
-    table = result.to_frame()
     base = table[(table.backend == "torch") & (table.batch_size == 1)].iloc[0]
     best = table.loc[table.throughput_items_per_s.idxmax()]
     findings.append(
@@ -92,12 +118,19 @@ def run_demo(
         findings.append(
             f"slowest ONNX Runtime operator at batch 1: {op.op} ({op.share:.0%} of operator time)"
         )
-    # ---- compress step: a short search over a few variants (workbench.compress.search.runner.optimize)
-    say("compressing: a short search over quantised variants, judged on held-out data ...")
-    with RunStore(db) as store:
-        compressed, compress_findings = compress_step(handle, store, min(0.3, max_seconds))
-    findings.extend(compress_findings)
+    return findings
 
+
+def write_results(
+    out_dir: Path,
+    model: str,
+    handle: Any,
+    findings: list[str],
+    table: pd.DataFrame,
+    compressed: pd.DataFrame,
+    db_path: str,
+) -> None:
+    """``compression.csv``, ``profiles.csv`` and ``summary.json`` (everything) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     compressed.to_csv(out_dir / "compression.csv", index=False)
     table.to_csv(out_dir / "profiles.csv", index=False)
@@ -115,7 +148,6 @@ def run_demo(
             default=str,
         )
     )
-    return DemoSummary(table, findings, out_dir, db_path, extra={"compression": compressed})
 
 
 #: Variants of the demo's compress step: quick to build, and one that usually fails the quality

@@ -8,14 +8,10 @@ import pytest
 import torch
 
 from workbench.compress.registry import custom_variant
-from workbench.compress.search.runner import (
-    Constraints,
-    optimize,
-    pareto_frontier,
-    parse_fraction,
-    parse_ms,
-    recommend,
-)
+from workbench.compress.search.candidates import pareto_frontier
+from workbench.compress.search.constraints import Constraints, parse_fraction, parse_ms
+from workbench.compress.search.recommendation import recommend
+from workbench.compress.search.runner import optimize
 from workbench.errors import ConfigError, ConstraintError
 from workbench.measure.backends import logical_cores
 from workbench.measure.store import RunStore
@@ -309,6 +305,9 @@ def test_the_docstring_examples_run():
     import workbench.compress.quality
     import workbench.compress.quantize
     import workbench.compress.registry
+    import workbench.compress.search.candidates
+    import workbench.compress.search.constraints
+    import workbench.compress.search.recommendation
     import workbench.compress.search.runner
 
     for module in (
@@ -317,6 +316,9 @@ def test_the_docstring_examples_run():
         workbench.compress.prune,
         workbench.compress.quality,
         workbench.compress.quantize,
+        workbench.compress.search.candidates,
+        workbench.compress.search.constraints,
+        workbench.compress.search.recommendation,
         workbench.compress.search.runner,
     ):
         result = doctest.testmod(module)

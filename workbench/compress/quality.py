@@ -192,6 +192,7 @@ class TaskData:
 
 def task_data(
     handle: ModelHandle,
+    *,
     held_out: DataSet | Mapping[str, np.ndarray] | np.ndarray | None = None,
     labels: np.ndarray | None = None,
     calibration: DataSet | Mapping[str, np.ndarray] | np.ndarray | None = None,
@@ -287,7 +288,7 @@ def check_inputs(
     for name, arr in arrays.items():
         spec = specs[name]
         fits = arr.ndim == len(spec.shape) and all(
-            d is None or d == a for d, a in zip(spec.shape[1:], arr.shape[1:])
+            d is None or d == a for d, a in zip(spec.shape[1:], arr.shape[1:], strict=True)
         )
         if not fits:
             want = "[" + ", ".join("N" if d is None else str(d) for d in spec.shape) + "]"
