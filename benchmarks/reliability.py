@@ -132,7 +132,7 @@ def build_bundle(
             "queue_target_ms": queue_target_ms,
             "queue_interval_ms": QUEUE_INTERVAL_MS,
         },
-        threads={"intra_op": 1, "instances": 1, "inline_below_ms": 0},
+        threads={"threads": 1, "instances": 1, "inline_below_ms": 0},
         overwrite=True,
     ).path
 

@@ -231,7 +231,7 @@ def start_ours(case: Case, onnx_path: Path, batching: bool, spinning: bool, logs
         bundle,
         name=case.model,
         overwrite=True,
-        threads={"intra_op": case.threads, "spinning": spinning},
+        threads={"threads": case.threads, "spinning": spinning},
         batching={
             "enabled": batching,
             "max_batch_rows": case.max_batch_rows,

@@ -1,57 +1,18 @@
 """Adaptive batching across concurrent requests, run inline or on one worker thread per instance.
 
-Requests queue as *parts* (row ranges of one request). When a worker is idle, the batcher takes
-the queued parts that fit together (same non-batch dimensions), up to ``max_batch_rows`` rows,
-and hands them to the worker as one model run; a request with more rows than fit is split, the
-rest staying at the head of the queue, so big requests are cut into full batches and small ones
-are packed. Each caller gets back exactly its own rows, in order. Requests are packed together
-only when batching pays for this model (see below): a compute-bound model (MiniLM on a CPU)
-runs a batch of 8 no faster per row than 8 single rows, often slower, so there each request
-runs on its own, in arrival order.
+A :class:`Batcher` serves one model: it queues requests as row ranges, runs batches of up to
+``max_batch_rows`` rows and hands every caller exactly its own rows back, in order. It packs
+requests only when warm-up measured that batching pays, waits (at most ``max_delay_s``) only while
+other requests are being received, and refuses with :class:`Overloaded` (Retry-After) beyond
+``max_queue_rows`` queued rows or, with ``queue_target_s`` set, while the arrival rate exceeds
+what the instances can do. A model faster than ``inline_below_s`` runs on the event loop thread,
+others on one worker thread per instance; all bookkeeping runs on the event loop thread, so
+there are no locks.
 
-When to wait: a batch never waits when waiting cannot pay off. It takes what is queued, at once,
-unless (1) batching pays for this model (warm-up measured one call of ``max_batch_rows`` typical
-rows to be clearly cheaper than that many one-row calls), (2) other requests to this model are being
-received right now (their bodies are being read or decoded), (3) the batch is not full, and
-(4) the oldest queued request has waited less than ``max_delay_ms``. At concurrency 1 nothing
-else is ever in flight, so a request runs immediately: batching costs no latency there, while
-under load batches form from whatever queued during the previous run.
-
-Overload: the queue holds at most ``max_queue_rows`` rows; beyond that :meth:`Batcher.submit`
-raises :class:`Overloaded` with a Retry-After estimate instead of letting memory grow;
-:meth:`Batcher.admit` asks the same question before a request is decoded, so refusing costs
-the server next to nothing when it has least to spare. A deep queue rides out bursts and stalls
-of the machine but, under sustained overload, makes every accepted request wait for all of it.
-With ``queue_target_s`` set, the batcher tells the two apart by the arrival rate. Each offered
-request (refused ones included) is costed from the warm-up times (its share of a full batch when
-batching pays, else one call of its rows), and the model is overloaded when the work offered
-during the last ``queue_interval_s`` exceeds :data:`OVERLOAD_FACTOR` times the model time the
-instances have in it (a burst: detected within a fraction of the interval), or exceeds what they
-have both over the interval and over :data:`SUSTAINED_INTERVALS` intervals (a moderate overload
-that lasts). Then a request is admitted only when it fits in the batches the instances take
-next, and a queued request that has already waited longer than ``queue_target_s`` is answered
-503 when its turn comes instead of being run late, so accepted requests wait for at most the
-batch running and their own. Overload ends when the offered work over the interval falls to
-what the instances can do. Detection takes part of the interval; meanwhile, when the work
-offered within the last :data:`BURST_SHARE` of the interval exceeds 2x what the instances can do
-in it and the oldest request has waited beyond the target, the newest request runs first
-(adaptive LIFO, as in Facebook's "Fail at Scale"), so requests accepted at the start of a burst
-are not served late; the old ones are shed once overload is declared, or served in order once
-the burst has passed (measured on the 5 ms model: requests served above 2x the unloaded p99 at
-the start of a 4x burst fell from 9-11 to 1-3).
-
-A stall of the machine (the process frozen for a while) delivers the requests sent meanwhile at
-once: the queue grows as under overload, but the arrival rate over the interval grows only by
-the stall's share, so the queue absorbs it: at 80 % load, a stall of up to 1.5 intervals (the 2x
-test) and 2 (the sustained test); at 90 %, 1.2 and 0.9. A queue-length test cannot tell the
-two apart: CoDel's standing-queue test with a bound of 4 refused 0.41 % of a 10-minute soak at
-80 % load on the shared 2-core machine (measured).
-
-Where a batch runs: a model whose largest batch takes less than ``inline_below_s`` (measured at
-warm-up) runs on the event loop thread itself, one batch per loop callback, because handing work
-to a thread and back (two wake-ups and GIL hand-offs) costs more than such a model; otherwise
-each instance has a worker thread that only runs the model and hands results back with
-``call_soon_threadsafe``. All bookkeeping runs on the event loop thread, so there are no locks.
+Use: :meth:`Batcher.start` after the model's warm-up; :meth:`Batcher.arrive` when a request's
+headers are in (a batch may wait for it), then :meth:`Batcher.submit`, or :meth:`Batcher.depart`
+when it will not come; :meth:`Batcher.close` finishes the queue. The rules in full:
+docs/serving.md ("Batching"); how they were chosen and measured: docs/batcher-history.md.
 
 Example
 -------
@@ -125,12 +86,12 @@ class Batcher:
     model: the ONNX Runtime sessions; one worker thread per session (instance).
     enabled: False runs each request alone, as sent.
     max_batch_rows: most rows per model run.
-    max_delay_s: most time the oldest request waits for rows being received (see module doc).
+    max_delay_s: most time the oldest request waits for rows being received (see docs/serving.md).
     max_queue_rows: most rows queued; more raises :class:`Overloaded`.
     inline_below_s: run on the event loop thread when the largest batch is faster than this
         (0: always use worker threads).
     queue_target_s: overload control (0: off): in overload, a request queued longer than this
-        is refused when its turn comes; see the module doc.
+        is refused when its turn comes; see docs/serving.md.
     queue_interval_s: the window over which offered work is compared with the instances' time.
     """
 
@@ -176,10 +137,6 @@ class Batcher:
         self._offered = _WorkWindow(queue_interval_s)  # model time offered over the interval
         self._sustained = _WorkWindow(SUSTAINED_INTERVALS * queue_interval_s)
         self._burst = _WorkWindow(BURST_SHARE * queue_interval_s)
-
-    @property
-    def queued_rows(self) -> int:
-        return self._queued_rows
 
     @property
     def started(self) -> bool:
@@ -288,7 +245,7 @@ class Batcher:
         return len(self.model.sessions) * span_s
 
     def _offer(self, rows: int) -> None:
-        """Count offered work over the interval; enter or leave overload (see the module doc)."""
+        """Count offered work over the interval; enter or leave overload (docs/serving.md)."""
         if self.queue_target_s <= 0 or self.model.warmup is None:
             return
         now = time.perf_counter()

@@ -43,7 +43,7 @@ class Endpoint:
                 f.role: OnnxModel(
                     bundle.file(f.file),
                     name=f"{m.name}:{f.role}",
-                    intra_op=m.threads.intra_op,
+                    threads=m.threads.threads,
                     inter_op=m.threads.inter_op,
                     instances=m.threads.instances,
                     spinning=m.threads.spinning,

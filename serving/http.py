@@ -238,7 +238,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.write(b"".join(parts))
         self.last_active = time.monotonic()
         if not keep_alive:
-            self._close()
+            self.close()
 
     def _fail(self, status: int, message: str) -> None:
         """Answer an unreadable request and close: the rest of its bytes cannot be trusted."""
@@ -250,7 +250,8 @@ class HttpProtocol(asyncio.Protocol):
         self.queue.clear()
         self._write(error_response(status, message), keep_alive=False)
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Close the connection (once); requests still queued on it are dropped."""
         if not self.closing:
             self.closing = True
             self.transport.close()
@@ -263,7 +264,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def sweep(self, now: float, idle_timeout_s: float, read_timeout_s: float) -> None:
         if self.idle and now - self.last_active > idle_timeout_s:
-            self._close()
+            self.close()
         elif self.current is not None and now - self.last_active > read_timeout_s:
             self._fail(408, "the request was not received in time")
 
@@ -312,11 +313,11 @@ class HttpServer:
         while self.connections and time.monotonic() < deadline:
             for conn in list(self.connections):
                 if conn.idle:
-                    conn._close()
+                    conn.close()
             await asyncio.sleep(0.01)
         finished = not self.connections
         for conn in list(self.connections):
-            conn._close()
+            conn.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.server.wait_closed()

@@ -51,6 +51,9 @@ CONFIDENCE_METHODS = ("max_softmax", "margin")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".npy", ".npz")
 #: Folders that Python writes next to a package it runs (the bundle's own ``serving`` copy).
 IGNORED_DIRS = ("__pycache__",)
+#: Fields read under an older name: section -> {old name: current name}. Bundles exported
+#: before the rename say ``threads.intra_op`` for what every other API calls ``threads``.
+RENAMED_FIELDS = {"threads": {"intra_op": "threads"}}
 
 
 class BundleError(Exception):
@@ -106,13 +109,14 @@ class Batching:
 
 @dataclass(frozen=True)
 class Threads:
-    """ONNX Runtime threads per session, and sessions (instances, one worker thread each).
+    """ONNX Runtime threads per session (``threads``: the intra-op pool; ``inter_op``), and
+    sessions (``instances``, one worker thread each).
 
     A single-instance model whose largest batch runs in under ``inline_below_ms`` (measured at
     warm-up) runs on the event loop thread instead: cheaper than a thread hand-off. 0 disables.
     """
 
-    intra_op: int = 1
+    threads: int = 1
     inter_op: int = 1
     instances: int = 1
     spinning: bool = False
@@ -450,10 +454,32 @@ def _object(raw: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+def current_names(key: str, value: dict[str, Any]) -> dict[str, Any]:
+    """A copy of section ``key``'s fields with any older name (:data:`RENAMED_FIELDS`) replaced
+    by the current one, in the same place; raises ``ValueError`` when both names are given.
+
+    Example
+    -------
+    >>> current_names("threads", {"intra_op": 2, "instances": 1})
+    {'threads': 2, 'instances': 1}
+    """
+    renamed = RENAMED_FIELDS.get(key, {})
+    for old, new in renamed.items():
+        if old in value and new in value:
+            raise ValueError(
+                f"{key} sets both {new!r} and {old!r} (its older name); keep only {new!r}"
+            )
+    return {renamed.get(name, name): v for name, v in value.items()}
+
+
 def _section(cls: type, raw: dict[str, Any], key: str) -> Any:
     value = raw.get(key) or {}
     if not isinstance(value, dict):
         raise BundleError(f"{MANIFEST}: {key} must be an object")
+    try:
+        value = current_names(key, value)
+    except ValueError as exc:
+        raise BundleError(f"{MANIFEST}: {exc}") from exc
     try:
         return cls(**value)
     except TypeError as exc:
@@ -490,7 +516,7 @@ def _check_values(m: Manifest) -> None:
     need(_whole(b.max_queue_rows, 1), "batching.max_queue_rows", "must be a whole number >= 1")
     need(_num(b.queue_target_ms) and b.queue_target_ms >= 0, "batching.queue_target_ms", ">= 0")
     need(_num(b.queue_interval_ms) and b.queue_interval_ms > 0, "batching.queue_interval_ms", "> 0")
-    need(_whole(t.intra_op, 1), "threads.intra_op", "must be a whole number >= 1")
+    need(_whole(t.threads, 1), "threads.threads", "must be a whole number >= 1")
     need(_whole(t.inter_op, 1), "threads.inter_op", "must be a whole number >= 1")
     need(_whole(t.instances, 1), "threads.instances", "must be a whole number >= 1")
     need(_num(t.inline_below_ms) and t.inline_below_ms >= 0, "threads.inline_below_ms", ">= 0")

@@ -50,7 +50,7 @@ ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values)]
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=False)]
     if extra:
         parts.append(extra)
     return "{" + ",".join(parts) + "}" if parts else ""
@@ -120,7 +120,8 @@ class Histogram:
         out = []
         for key, row in self.values.items():
             running = 0
-            for bound, n in zip((*self.bounds, float("inf")), row):
+            # the row ends with the sum and the count, which zip leaves out
+            for bound, n in zip((*self.bounds, float("inf")), row, strict=False):
                 running += n
                 le = _labels(self.label_names, key, f'le="{_num(float(bound))}"')
                 out.append(f"{self.name}_bucket{le} {running}")

@@ -70,7 +70,7 @@ class OnnxModel:
         path: str | Path,
         name: str,
         *,
-        intra_op: int = 1,
+        threads: int = 1,
         inter_op: int = 1,
         instances: int = 1,
         spinning: bool = False,
@@ -80,7 +80,7 @@ class OnnxModel:
         self.typical_shapes = typical_shapes or {}
         self.path = Path(path)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = inter_op
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -118,7 +118,7 @@ class OnnxModel:
     def run(self, feed: dict[str, np.ndarray], instance: int = 0) -> dict[str, np.ndarray]:
         """One forward pass on session ``instance``; outputs by name."""
         results = self.sessions[instance].run(self.output_names, feed)
-        return dict(zip(self.output_names, results))
+        return dict(zip(self.output_names, results, strict=True))
 
     def example(self, rows: int) -> dict[str, np.ndarray]:
         """Zeros of the right types, ``rows`` rows; variable dimensions from the typical shapes

@@ -43,9 +43,6 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
-V2_DATATYPES = {dt: name for name, dt in NUMPY_DTYPES.items()}
-JSON_CONTENT = b"application/json"
-BINARY_CONTENT = b"application/octet-stream"
 
 
 class ProtocolError(Exception):
@@ -200,7 +197,7 @@ def _decode_tensor(
 def _shape_fits(shape: Any, want: tuple[int, ...]) -> bool:
     if type(shape) is not list or len(shape) != len(want):
         return False
-    return all(type(d) is int and d >= 0 and w in (-1, d) for d, w in zip(shape, want))
+    return all(type(d) is int and d >= 0 and w in (-1, d) for d, w in zip(shape, want, strict=True))
 
 
 def _decode_raw(body: bytes, sig: Signature) -> InferRequest:

@@ -8,9 +8,10 @@ From a bundle folder, with ``ray[serve]`` installed::
 Replica settings come from the first bundle's manifest (:func:`replica_options`): autoscaling
 between ``scaling.min_replicas`` and ``scaling.max_replicas`` on ``scaling.target_ongoing_requests``
 requests in flight per replica, ``scaling.max_ongoing_requests`` per replica, CPUs per replica
-(intra-op threads x instances, summed over the bundles), and no per-request access log (it costs
-about 10 % throughput). ``args`` may override ``num_cpus``, ``max_ongoing_requests``,
-``autoscaling_config`` (merged into the manifest's) or set a fixed ``num_replicas``.
+(``threads.threads`` x ``threads.instances``, summed over the bundles), and no per-request access
+log (it costs about 10 % throughput). ``args`` may override ``num_cpus``,
+``max_ongoing_requests``, ``autoscaling_config`` (merged into the manifest's) or set a fixed
+``num_replicas``.
 
 A replica reports itself started only once its models are warmed up (the app's ASGI lifespan), so
 Ray never routes a request to a cold replica. The bearer token is read on each replica from
@@ -54,7 +55,7 @@ def replica_options(args: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown Ray Serve app argument {unknown[0]!r}; arguments: {ARGS}")
     manifests = [load_bundle(p).manifest for p in _bundles(args)]
     scaling = manifests[0].scaling
-    cpus = sum(m.threads.intra_op * m.threads.instances for m in manifests)
+    cpus = sum(m.threads.threads * m.threads.instances for m in manifests)
     options: dict[str, Any] = {
         "name": manifests[0].name,
         "ray_actor_options": {"num_cpus": float(args.get("num_cpus", cpus))},

@@ -51,8 +51,8 @@ class CascadeRouter:
                 f"cascade models differ in inputs/outputs: small {list(small_in)} -> "
                 f"{list(small_out)}, large {list(large_in)} -> {list(large_out)}"
             )
-        self.input_map = dict(zip(small_in, large_in))
-        self.output_map = dict(zip(small_out, large_out))
+        self.input_map = dict(zip(small_in, large_in, strict=True))
+        self.output_map = dict(zip(small_out, large_out, strict=True))
         self.large_row_shapes = {name: shape[1:] for name, (_, shape) in large_in.items()}
         self.score_output = config.output or next(iter(small_out))
         if self.score_output not in small_out:

@@ -78,7 +78,8 @@ class ExportPanel(Panel):
             self.cache.value = float(value) > 0
 
     def run(self):
-        """Write the bundle (the Export button); returns :class:`workbench.ship.bundle.BundleInfo`."""
+        """Write the bundle (the Export button); returns a
+        :class:`workbench.ship.bundle.BundleInfo`."""
         handle, label, _ = self.session.serving_choice()
         figures = self.session.cost_inputs.get("source_run_id")
         usd_h = self.session.cost_inputs.get("instance_usd_per_h")

@@ -144,7 +144,7 @@ def test_sigterm_under_load_finishes_every_accepted_request(models_dir, tmp_path
         server.proc.send_signal(signal.SIGTERM)
         for t in threads:
             t.join(60)
-        # uvicorn re-raises the signal once it has shut down gracefully
+        # a graceful stop exits 0; -SIGTERM is accepted should the handler not be installed yet
         assert server.proc.wait(30) in (0, -signal.SIGTERM)
         shutdown = [e for e in server.log() if e.get("msg") == "shutdown"]
         assert shutdown, server.log_path.read_text()

@@ -16,7 +16,7 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 import serving
-from serving.manifest import BundleError, load_bundle, unpack_archive
+from serving.manifest import BundleError, load_bundle, unpack_archive, write_checksums
 from workbench.errors import ConfigError
 from workbench.measure.store import RunStore
 from workbench.ship.bundle import export
@@ -96,9 +96,7 @@ def test_the_manifest_records_io_settings_profile_and_cost(demo_bundle):
         {"name": "input", "datatype": "FP32", "shape": [-1, 64], "typical_shape": [1, 64]}
     ]
     assert doc["models"][0]["outputs"][0]["shape"] == [-1, 10]
-    assert (
-        doc["batching"]["enabled"] and doc["cache"]["enabled"] and doc["threads"]["intra_op"] == 1
-    )
+    assert doc["batching"]["enabled"] and doc["cache"]["enabled"] and doc["threads"]["threads"] == 1
     assert doc["slo"] == {"p99_ms": 15.0}
     assert doc["profile"]["latency_ms_p99"] == measured.latency_ms_p99
     assert doc["profile"]["throughput_items_per_s"] == measured.throughput_items_per_s
@@ -322,6 +320,36 @@ def test_bad_arguments_are_refused_and_leave_nothing_behind(tmp_path):
         with pytest.raises(ConfigError, match=phrase):
             export(None if "cascade" in kwargs else small, out, **kwargs)
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_bundles_and_settings_that_say_intra_op_keep_working(tmp_path):
+    """``threads.intra_op`` is now ``threads.threads``: bundles exported before still load, and
+    export settings with the old name still work; giving both names is refused."""
+    model = _classifier(tmp_path / "m.onnx", (4,))
+    info = export(model, tmp_path / "b", threads={"intra_op": 2, "instances": 1})
+    assert info.manifest.threads.threads == 2 and info.manifest.threads.instances == 1
+    doc = json.loads((info.path / "manifest.json").read_text())
+    assert list(doc["threads"])[:2] == ["threads", "inter_op"]
+    old = {"intra_op" if k == "threads" else k: v for k, v in doc["threads"].items()}
+    (info.path / "manifest.json").write_text(json.dumps({**doc, "threads": {**old, "intra_op": 3}}))
+    write_checksums(info.path)
+    assert load_bundle(info.path).manifest.threads.threads == 3
+    both = {**old, "threads": 3}
+    (info.path / "manifest.json").write_text(json.dumps({**doc, "threads": both}))
+    write_checksums(info.path)
+    with pytest.raises(BundleError, match="threads sets both 'threads' and 'intra_op'"):
+        load_bundle(info.path)
+    with pytest.raises(ConfigError, match="keep only 'threads'"):
+        export(model, tmp_path / "c", threads={"intra_op": 2, "threads": 2})
+
+
+@pytest.mark.parametrize("name", ["docker", "kubernetes", "alerts", "ray"])
+def test_the_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"workbench.ship.{name}"))
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_an_existing_folder_is_kept_unless_overwrite(tmp_path):

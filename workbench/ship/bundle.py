@@ -11,6 +11,10 @@ if asked for) is written under a temporary name, verified with the runtime's own
 renamed into place, so a crash or a full disk never leaves a half-written bundle behind; a failed
 write raises :class:`workbench.errors.ExportError` naming the file and the cause.
 
+This module checks the settings, builds the manifest and writes the files; the deployment
+documents come from :mod:`workbench.ship.docker`, :mod:`workbench.ship.kubernetes`,
+:mod:`workbench.ship.alerts` and :mod:`workbench.ship.ray`.
+
 Example
 -------
 >>> info = export("digits-mlp", "bundles/digits-mlp", slo_p99_ms=20)      # doctest: +SKIP
@@ -24,7 +28,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tarfile
 import tempfile
 import warnings
@@ -35,7 +38,6 @@ from typing import Any
 
 import yaml
 
-import serving
 from serving.manifest import (
     MANIFEST,
     Batching,
@@ -49,12 +51,16 @@ from serving.manifest import (
     Slo,
     TensorMeta,
     Threads,
+    current_names,
     load_bundle,
     parse_manifest,
     write_checksums,
 )
 from workbench.errors import ConfigError, ExportError, ModelLoadError
-from workbench.units import HOURS_PER_MONTH
+from workbench.ship.alerts import alert_rules
+from workbench.ship.docker import DOCKERIGNORE, PORT, copy_runtime, dockerfile
+from workbench.ship.kubernetes import default_scaling, kubernetes_manifests
+from workbench.ship.ray import ray_serve_config
 
 #: Profile figures copied into the manifest when present.
 PROFILE_FIELDS = (
@@ -75,7 +81,6 @@ PROFILE_FIELDS = (
     "power_w_avg",
     "memory_peak_mb",
 )
-PORT = 8080
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,26 @@ class BundleInfo:
     manifest: Manifest
     checksums: dict[str, str]
     archive: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What :func:`export` was asked for, checked while the manifest is built."""
+
+    name: str
+    version: str
+    batching: Any
+    threads: Any
+    cache: Any
+    threshold: float | None  # None: no cascade
+    confidence: str
+    scaling: Any
+    slo_p99_ms: float | None
+    monthly_budget_usd: float | None
+    instance_usd_per_h: float | None
+    usd_per_million: float | None
+    utilisation: float
+    figures: dict[str, Any]
 
 
 def export(
@@ -116,18 +141,22 @@ def export(
     ----------
     batching: ``True``/``False``, or fields of :class:`serving.manifest.Batching`
         (``max_batch_rows``, ``max_delay_ms``, ``max_queue_rows``).
-    threads: intra-op threads (an int), or fields of :class:`serving.manifest.Threads`.
-    cache: ``True`` for the default response cache, or fields of :class:`serving.manifest.Cache`.
+    threads: ONNX Runtime intra-op threads (an int), or fields of
+        :class:`serving.manifest.Threads` (``threads``, ``instances``, ...; ``intra_op``, the
+        older name of ``threads``, still works).
+    cache: ``True`` for the default response cache, or fields of :class:`serving.manifest.Cache`
+        (``max_entries``, ``ttl_s``).
     cascade: ``(small, large, threshold)``: serve ``small`` and escalate rows whose confidence
         (``confidence``: ``max_softmax`` or ``margin``) is below ``threshold`` to ``large``;
         ``model_or_handle`` may then be ``None`` (or must be ``small``).
     scaling: fields of :class:`serving.manifest.Scaling` (``min_replicas``, ``max_replicas``,
         ``target_ongoing_requests``, ``max_ongoing_requests``) for Ray Serve and Kubernetes;
-        unset fields follow from batching, threads and the budget (:func:`default_scaling`).
+        unset fields follow from batching, threads and the budget
+        (:func:`workbench.ship.kubernetes.default_scaling`).
     slo_p99_ms, monthly_budget_usd: objectives for the alert rules.
     instance_usd_per_h: price of one serving instance; with a profile's measured throughput and
         ``utilisation`` it gives the cost per million predictions (or pass ``usd_per_million``).
-    profile: a :class:`workbench.measure.profiling.Profile`, a run id in ``store``, or a dict of figures.
+    profile: a :class:`workbench.measure.profiling.Profile`, a run id in ``store``, or a dict.
     tar: also write ``OUT_DIR.tar.gz``.
     overwrite: replace an existing ``out_dir``.
     """
@@ -135,7 +164,44 @@ def export(
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists; choose another folder or pass overwrite=True")
     figures = profile_figures(profile, store)
-    if cascade is not None:
+    handles, threshold = _load_models(model_or_handle, cascade)
+    default_name = f"{handles['small'].name}-cascade" if threshold is not None else None
+    settings = _Settings(
+        name=_safe_name(name or default_name or handles["main"].name),
+        version=str(version),
+        batching=batching,
+        threads=threads,
+        cache=cache,
+        threshold=threshold,
+        confidence=confidence,
+        scaling=scaling,
+        slo_p99_ms=slo_p99_ms,
+        monthly_budget_usd=monthly_budget_usd,
+        instance_usd_per_h=instance_usd_per_h,
+        usd_per_million=usd_per_million,
+        utilisation=utilisation,
+        figures=figures,
+    )
+    return _write_bundle(out, handles, settings, tar=tar)
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+
+def _load_models(model_or_handle: Any, cascade: Any) -> tuple[dict[str, Any], float | None]:
+    """The models to export by role (``main``, or ``small`` and ``large``) and the cascade's
+    threshold (``None`` without a cascade). Example shapes are not used here, so the loader's
+    warning about them is muted."""
+    from workbench.models.load import load_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*has a dynamic dimension")
+        if cascade is None:
+            if model_or_handle is None:
+                raise ConfigError(
+                    "nothing to export: pass a model (or cascade=(small, large, threshold))"
+                )
+            return {"main": load_model(model_or_handle)}, None
         small_spec, large_spec, threshold = _cascade_args(cascade)
         small, large = load_model(small_spec), load_model(large_spec)
         if (
@@ -146,110 +212,7 @@ def export(
                 "with cascade=(small, large, threshold), pass model_or_handle=None or the small "
                 "model itself"
             )
-        handles = {"small": small, "large": large}
-        bundle_name = name or f"{small.name}-cascade"
-    else:
-        if model_or_handle is None:
-            raise ConfigError(
-                "nothing to export: pass a model (or cascade=(small, large, threshold))"
-            )
-        handles = {"main": load_model(model_or_handle)}
-        bundle_name = name or handles["main"].name
-    bundle_name = _safe_name(bundle_name)
-
-    tmp = tmp_archive = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        models = []
-        for role, handle in handles.items():
-            rel = f"models/{_safe_name(handle.name)}.onnx"
-            (tmp / "models").mkdir(exist_ok=True)
-            shutil.copyfile(handle.onnx(), tmp / rel)
-            models.append(_model_file(tmp / rel, rel, role, handle))
-        cascade_cfg = None
-        if cascade is not None:
-            cascade_cfg = Cascade(
-                small=handles["small"].name,
-                large=handles["large"].name,
-                threshold=float(threshold),
-                confidence=confidence,
-                output=models[0].outputs[0].name,
-                scores=_scores_kind(handles["small"]),
-            )
-            _check_cascade(models[0], models[1])
-        batching_cfg = _section(Batching, batching, "batching", flag="enabled")
-        threads_cfg = _section(Threads, threads, "threads", number="intra_op")
-        cost_cfg = _cost(
-            figures, monthly_budget_usd, instance_usd_per_h, usd_per_million, utilisation
-        )
-        scaling_cfg = _section(
-            Scaling, scaling, "scaling", base=default_scaling(batching_cfg, threads_cfg, cost_cfg)
-        )
-        manifest = Manifest(
-            name=bundle_name,
-            version=str(version),
-            models=tuple(models),
-            batching=batching_cfg,
-            threads=threads_cfg,
-            cache=_section(Cache, cache, "cache", flag="enabled"),
-            cascade=cascade_cfg,
-            scaling=scaling_cfg,
-            slo=Slo(p99_ms=_positive_or_none("slo_p99_ms", slo_p99_ms)),
-            cost=cost_cfg,
-            profile=figures,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            created_by="inference-workbench",
-        )
-        try:  # the runtime's own rules, so a bad setting is named before anything is written
-            parse_manifest(json.loads(json.dumps(manifest.to_dict())))  # tuples to lists
-        except BundleError as exc:
-            raise ConfigError(f"export settings refused: {exc}") from exc
-        _write_json(tmp / MANIFEST, manifest.to_dict())
-        _copy_runtime(tmp)
-        _write_deploy_files(tmp, manifest)
-        checksums = write_checksums(tmp)
-        try:
-            load_bundle(tmp)  # the runtime's own verification, before the bundle is visible
-        except BundleError as exc:  # pragma: no cover - a bug in the exporter
-            raise ConfigError(f"the exported bundle does not verify: {exc}") from exc
-        archive = out.with_name(out.name + ".tar.gz") if tar else None
-        if archive is not None:
-            tmp_archive = _write_tar(tmp, out.name, archive.with_name(f".{archive.name}.tmp"))
-        _move_into_place(tmp, out)
-        if archive is not None:
-            os.replace(tmp_archive, archive)
-    except OSError as exc:  # disk full, file size limit, permissions: say so in one line
-        _remove(tmp, tmp_archive)
-        where = exc.filename2 or exc.filename or out  # copies: filename2 is the target
-        raise ExportError(
-            f"cannot write the bundle to {out}: {exc.strerror or exc} ({where}); free some disk "
-            "space or choose another OUT_DIR (nothing was left behind)"
-        ) from exc
-    except BaseException:
-        _remove(tmp, tmp_archive)
-        raise
-    return BundleInfo(path=out, manifest=manifest, checksums=checksums, archive=archive)
-
-
-def _remove(tmp: Path | None, tmp_archive: Path | None) -> None:
-    """Delete what a failed export wrote under temporary names."""
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if tmp_archive is not None:
-        tmp_archive.unlink(missing_ok=True)
-
-
-# -- inputs --------------------------------------------------------------------------------
-
-
-def load_model(spec: Any) -> Any:
-    """``workbench.models.handle.load_model`` without its warning about example shapes (unused here)."""
-    from workbench.models import load_model as load
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*has a dynamic dimension")
-        return load(spec)
+        return {"small": small, "large": large}, threshold
 
 
 def profile_figures(profile: Any, store: Any = None) -> dict[str, Any]:
@@ -309,7 +272,9 @@ def _section(
     flag: str | None = None,
     number: str | None = None,
     base: Any = None,
-):
+) -> Any:
+    """One manifest section from an export setting: ``None`` (the default or ``base``), an
+    instance, a bool for ``flag``, an int for ``number``, or a dict of fields over ``base``."""
     if base is None:
         base = cls()
     if value is None:
@@ -321,6 +286,10 @@ def _section(
     if isinstance(value, int) and not isinstance(value, bool) and number:
         return cls(**{number: value})
     if isinstance(value, dict):
+        try:  # settings written before a field was renamed keep working
+            value = current_names(label, value)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(value) - known)
         if unknown:
@@ -395,7 +364,10 @@ def _check_cascade(small: ModelFile, large: ModelFile) -> None:
         dims = meta.shape[1:]
         return None if any(d < 0 for d in dims) else math.prod(dims)
 
-    pairs = [*zip(small.inputs, large.inputs), *zip(small.outputs, large.outputs)]
+    pairs = [
+        *zip(small.inputs, large.inputs, strict=False),  # the counts are compared next
+        *zip(small.outputs, large.outputs, strict=False),
+    ]
     same_count = len(small.inputs) == len(large.inputs) and len(small.outputs) == len(large.outputs)
     if not same_count or any(
         a.datatype != b.datatype or per_row(a) != per_row(b) for a, b in pairs
@@ -423,26 +395,122 @@ def _safe_name(value: str) -> str:
     return text
 
 
+# -- the manifest --------------------------------------------------------------------------
+
+
+def _manifest(folder: Path, handles: dict[str, Any], s: _Settings) -> Manifest:
+    """Copy the models into ``folder/models`` and describe the bundle; a bad setting raises
+    :class:`ConfigError` naming it, checked by the runtime's own rules too."""
+    models = _copy_models(folder, handles)
+    cascade = None
+    if s.threshold is not None:
+        cascade = Cascade(
+            small=handles["small"].name,
+            large=handles["large"].name,
+            threshold=s.threshold,
+            confidence=s.confidence,
+            output=models[0].outputs[0].name,
+            scores=_scores_kind(handles["small"]),
+        )
+        _check_cascade(models[0], models[1])
+    batching = _section(Batching, s.batching, "batching", flag="enabled")
+    threads = _section(Threads, s.threads, "threads", number="threads")
+    cost = _cost(
+        s.figures, s.monthly_budget_usd, s.instance_usd_per_h, s.usd_per_million, s.utilisation
+    )
+    scaling = _section(Scaling, s.scaling, "scaling", base=default_scaling(batching, threads, cost))
+    manifest = Manifest(
+        name=s.name,
+        version=s.version,
+        models=tuple(models),
+        batching=batching,
+        threads=threads,
+        cache=_section(Cache, s.cache, "cache", flag="enabled"),
+        cascade=cascade,
+        scaling=scaling,
+        slo=Slo(p99_ms=_positive_or_none("slo_p99_ms", s.slo_p99_ms)),
+        cost=cost,
+        profile=s.figures,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_by="inference-workbench",
+    )
+    try:  # the runtime's own rules, so a bad setting is named before anything is written
+        parse_manifest(json.loads(json.dumps(manifest.to_dict())))  # tuples to lists
+    except BundleError as exc:
+        raise ConfigError(f"export settings refused: {exc}") from exc
+    return manifest
+
+
+def _copy_models(folder: Path, handles: dict[str, Any]) -> list[ModelFile]:
+    models = []
+    for role, handle in handles.items():
+        rel = f"models/{_safe_name(handle.name)}.onnx"
+        (folder / "models").mkdir(exist_ok=True)
+        shutil.copyfile(handle.onnx(), folder / rel)
+        models.append(_model_file(folder / rel, rel, role, handle))
+    return models
+
+
 # -- files ---------------------------------------------------------------------------------
+
+
+def _write_bundle(out: Path, handles: dict[str, Any], s: _Settings, tar: bool) -> BundleInfo:
+    """Write the bundle (and its archive) under temporary names next to ``out``, verify it, then
+    rename it into place; on failure remove whatever was written."""
+    tmp = tmp_archive = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        manifest = _manifest(tmp, handles, s)
+        checksums = _write_files(tmp, manifest)
+        archive = out.with_name(out.name + ".tar.gz") if tar else None
+        if archive is not None:
+            tmp_archive = _write_tar(tmp, out.name, archive.with_name(f".{archive.name}.tmp"))
+        _move_into_place(tmp, out)
+        if archive is not None:
+            os.replace(tmp_archive, archive)
+    except OSError as exc:  # disk full, file size limit, permissions: say so in one line
+        _remove(tmp, tmp_archive)
+        where = exc.filename2 or exc.filename or out  # copies: filename2 is the target
+        raise ExportError(
+            f"cannot write the bundle to {out}: {exc.strerror or exc} ({where}); free some disk "
+            "space or choose another OUT_DIR (nothing was left behind)"
+        ) from exc
+    except BaseException:
+        _remove(tmp, tmp_archive)
+        raise
+    return BundleInfo(path=out, manifest=manifest, checksums=checksums, archive=archive)
+
+
+def _remove(tmp: Path | None, tmp_archive: Path | None) -> None:
+    """Delete what a failed export wrote under temporary names."""
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if tmp_archive is not None:
+        tmp_archive.unlink(missing_ok=True)
+
+
+def _write_files(folder: Path, m: Manifest) -> dict[str, str]:
+    """Everything but the models (already copied), then ``SHA256SUMS``; returns the checksums
+    once the runtime's own loader has verified the folder."""
+    _write_json(folder / MANIFEST, m.to_dict())
+    copy_runtime(folder)
+    _write_deploy_files(folder, m)
+    checksums = write_checksums(folder)
+    try:
+        load_bundle(folder)  # the runtime's own verification, before the bundle is visible
+    except BundleError as exc:  # pragma: no cover - a bug in the exporter
+        raise ConfigError(f"the exported bundle does not verify: {exc}") from exc
+    return checksums
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
     path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def _copy_runtime(folder: Path) -> None:
-    src = Path(serving.__file__).resolve().parent
-    dest = folder / "serving"
-    dest.mkdir()
-    for item in sorted(src.iterdir()):
-        if item.is_file() and item.suffix in (".py", ".txt", ".json"):
-            shutil.copyfile(item, dest / item.name)
-    shutil.copyfile(src / "requirements.txt", folder / "requirements.txt")
-
-
 def _write_deploy_files(folder: Path, m: Manifest) -> None:
     (folder / "Dockerfile").write_text(dockerfile(m), encoding="utf-8")
-    (folder / ".dockerignore").write_text("**/__pycache__\n*.tar.gz\n", encoding="utf-8")
+    (folder / ".dockerignore").write_text(DOCKERIGNORE, encoding="utf-8")
     kube = folder / "deploy" / "kubernetes"
     kube.mkdir(parents=True)
     model_bytes = sum((folder / mf.file).stat().st_size for mf in m.models)
@@ -469,265 +537,8 @@ def _write_yaml(path: Path, doc: Any) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def dockerfile(m: Manifest) -> str:
-    """A small image: python slim, the pinned requirements, the bundle, a non-root user."""
-    py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return f"""\
-# docker build -t {m.name}:{m.version} .   then   docker run -p {PORT}:{PORT} {m.name}:{m.version}
-FROM python:{py}-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-WORKDIR /bundle
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
-COPY . .
-RUN useradd --uid 10001 --no-create-home serving
-USER 10001
-EXPOSE {PORT}
-HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request; \\
-urllib.request.urlopen('http://127.0.0.1:{PORT}/v2/health/ready')"
-# Inside a container the server must listen on all interfaces; set SERVING_TOKEN for auth.
-ENTRYPOINT ["python", "-m", "serving", "/bundle", "--host", "0.0.0.0", "--port", "{PORT}"]
-"""
-
-
-def default_scaling(batching: Batching, threads: Threads, cost: Cost) -> Scaling:
-    """Replica settings that follow from the bundle's other settings (a heuristic, not measured).
-
-    A replica runs ``threads.instances`` model calls at once, each of up to
-    ``batching.max_batch_rows`` rows when batching (one row per request in the worst case), so
-    more requests in flight than that wait for the next round: that is the autoscaling target.
-    A replica takes up to 4 rounds (at least 8, at most the batch queue) before the router holds
-    requests back. The most replicas the monthly budget pays for at ``instance_usd_per_h``
-    (4 without a budget).
-
-    Example
-    -------
-    >>> default_scaling(Batching(), Threads(), Cost())
-    Scaling(min_replicas=1, max_replicas=4, target_ongoing_requests=32.0, max_ongoing_requests=128)
-    """
-    per_round = threads.instances * (batching.max_batch_rows if batching.enabled else 1)
-    price, budget = cost.instance_usd_per_h, cost.monthly_budget_usd
-    most = max(1, math.floor(budget / (price * HOURS_PER_MONTH))) if price and budget else 4
-    ongoing = max(per_round, 8, min(batching.max_queue_rows, 4 * per_round))
-    return Scaling(
-        min_replicas=1,
-        max_replicas=most,
-        target_ongoing_requests=float(per_round),
-        max_ongoing_requests=ongoing,
-    )
-
-
-def kubernetes_manifests(m: Manifest, model_bytes: int = 0) -> dict[str, dict[str, Any]]:
-    """Deployment, Service, HorizontalPodAutoscaler and KServe InferenceService."""
-    labels = {"app.kubernetes.io/name": m.name, "app.kubernetes.io/version": m.version}
-    image = f"REGISTRY/{m.name}:{m.version}"
-    cpus = m.threads.intra_op * m.threads.instances
-    # ONNX Runtime holds about 2-3x the file in memory per session; 256 MiB for Python and the rest.
-    memory_mi = 256 + math.ceil(3 * model_bytes * m.threads.instances / 2**20)
-    probes = {
-        "readinessProbe": {
-            "httpGet": {"path": "/v2/health/ready", "port": "http"},
-            "periodSeconds": 5,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/v2/health/live", "port": "http"},
-            "periodSeconds": 10,
-            "initialDelaySeconds": 10,
-        },
-    }
-    container = {
-        "name": "serving",
-        "image": image,
-        "ports": [{"name": "http", "containerPort": PORT}],
-        "env": [
-            {
-                "name": "SERVING_TOKEN",
-                "valueFrom": {
-                    "secretKeyRef": {"name": f"{m.name}-token", "key": "token", "optional": True}
-                },
-            }
-        ],
-        **probes,
-        "resources": {
-            "requests": {"cpu": str(cpus), "memory": f"{memory_mi}Mi"},
-            "limits": {"cpu": str(cpus), "memory": f"{2 * memory_mi}Mi"},
-        },
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-        },
-    }
-    scrape = {
-        "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(PORT),
-        "prometheus.io/path": "/metrics",
-    }
-    scaling = m.scaling
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": m.name, "labels": labels},
-        "spec": {
-            "replicas": scaling.min_replicas,
-            "selector": {"matchLabels": {"app.kubernetes.io/name": m.name}},
-            "template": {
-                "metadata": {"labels": labels, "annotations": scrape},
-                "spec": {
-                    # uvicorn finishes accepted requests within --grace-s (30 s) after SIGTERM
-                    "terminationGracePeriodSeconds": 40,
-                    "containers": [container],
-                },
-            },
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": m.name, "labels": labels},
-        "spec": {
-            "selector": {"app.kubernetes.io/name": m.name},
-            "ports": [{"name": "http", "port": PORT, "targetPort": "http"}],
-        },
-    }
-    hpa = {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": m.name, "labels": labels},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": m.name},
-            "minReplicas": scaling.min_replicas,
-            "maxReplicas": scaling.max_replicas,
-            # requests in flight are not a resource metric: without a custom-metrics adapter,
-            # the HPA scales on CPU (the manifest's target_ongoing_requests drives KServe and Ray)
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {"type": "Utilization", "averageUtilization": 70},
-                    },
-                }
-            ],
-        },
-    }
-    inference_service = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {
-            "name": m.name,
-            "labels": labels,
-            "annotations": {"serving.kserve.io/enable-prometheus-scraping": "true"},
-        },
-        "spec": {
-            "predictor": {
-                "minReplicas": scaling.min_replicas,
-                "maxReplicas": scaling.max_replicas,
-                # Knative (serverless mode) scales on requests in flight per pod, as Ray Serve
-                "scaleMetric": "concurrency",
-                "scaleTarget": max(1, math.ceil(scaling.target_ongoing_requests)),
-                "containerConcurrency": scaling.max_ongoing_requests,
-                "containers": [
-                    {
-                        **container,
-                        "name": "kserve-container",
-                        "ports": [{"containerPort": PORT, "protocol": "TCP"}],
-                        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": PORT}},
-                        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}},
-                    }
-                ],
-            }
-        },
-    }
-    return {
-        "deployment.yaml": deployment,
-        "service.yaml": service,
-        "hpa.yaml": hpa,
-        "inferenceservice.yaml": inference_service,
-    }
-
-
-def alert_rules(m: Manifest) -> dict[str, Any]:
-    """Prometheus rules: p99 over the SLO, projected monthly cost over the budget, overload."""
-    sel = f'model="{m.name}"'
-    title = "".join(part.capitalize() for part in m.name.replace("_", "-").split("-"))
-    rules: list[dict[str, Any]] = []
-    if m.slo.p99_ms is not None:
-        rules.append(
-            {
-                "alert": f"{title}P99OverSLO",
-                "expr": f"histogram_quantile(0.99, sum by (le) (rate(serving_request_seconds_bucket"
-                f"{{{sel}}}[5m]))) > {m.slo.p99_ms / 1000:g}",
-                "for": "10m",
-                "labels": {"severity": "page"},
-                "annotations": {
-                    "summary": f"{m.name}: p99 latency above the {m.slo.p99_ms:g} ms SLO",
-                    "description": "p99 of the server-side request time over 5 minutes "
-                    "(from histogram buckets, an estimate).",
-                },
-            }
-        )
-    if m.cost.monthly_budget_usd is not None:
-        budget = m.cost.monthly_budget_usd
-        if m.cost.instance_usd_per_h is not None:
-            rules.append(
-                {
-                    "alert": f"{title}ReplicaCostOverBudget",
-                    "expr": f"sum(serving_instance_usd_per_hour{{{sel}}}) * {HOURS_PER_MONTH:.1f} "
-                    f"> {budget:g}",
-                    "for": "30m",
-                    "labels": {"severity": "ticket"},
-                    "annotations": {
-                        "summary": f"{m.name}: running replicas cost more than the "
-                        f"{budget:g} USD monthly budget at this rate"
-                    },
-                }
-            )
-        if m.cost.usd_per_million is not None:
-            rules.append(
-                {
-                    "alert": f"{title}PredictionCostOverBudget",
-                    "expr": f"sum(rate(serving_cost_usd_total{{{sel}}}[1h])) * 3600 * "
-                    f"{HOURS_PER_MONTH:.1f} > {budget:g}",
-                    "for": "1h",
-                    "labels": {"severity": "ticket"},
-                    "annotations": {
-                        "summary": f"{m.name}: traffic x cost per prediction projects "
-                        f"above the {budget:g} USD monthly budget"
-                    },
-                }
-            )
-    rules.append(
-        {
-            "alert": f"{title}Overloaded",
-            "expr": f'sum(rate(serving_failures_total{{{sel},reason="overloaded"}}[5m])) > 0',
-            "for": "5m",
-            "labels": {"severity": "ticket"},
-            "annotations": {
-                "summary": f"{m.name}: requests refused with 503 (queue full); scale out"
-            },
-        }
-    )
-    return {"groups": [{"name": f"{m.name}-serving", "rules": rules}]}
-
-
-def ray_serve_config(m: Manifest) -> dict[str, Any]:
-    """A ``serve run`` config; run it from the bundle folder."""
-    return {
-        "proxy_location": "HeadOnly",
-        "http_options": {"host": "127.0.0.1", "port": 8000},
-        "applications": [
-            {
-                "name": m.name,
-                "route_prefix": "/",
-                "import_path": "serving.ray_app:app_builder",
-                "args": {"bundles": ["."]},
-            }
-        ],
-    }
-
-
 def readme(m: Manifest) -> str:
+    """The bundle's README.md: what it holds and how to run, build and deploy it."""
     roles = ", ".join(f"{mf.role}: {mf.file}" for mf in m.models)
     return f"""\
 # {m.name} (version {m.version}): serving bundle
