@@ -1,9 +1,10 @@
 """Time one full recompute of the lifecycle cost model for a 5-year daily horizon.
 
 A widget slider recomputes the report on every move, so one recompute must stay well under
-50 ms. "One full recompute" is what a slider move costs: :func:`workbench.cost.model.compute_cost` on
-the example file's baseline scenario with its lifetime set to 60 months (1,826 days, retraining
-every 6 months, traffic growing), then the per-month DataFrame and the headline figures.
+50 ms. "One full recompute" is what a slider move costs:
+:func:`workbench.cost.model.compute_cost` on the example file's baseline scenario with its
+lifetime set to 60 months (1,826 days, retraining every 6 months, traffic growing), then the
+per-month DataFrame and the headline figures.
 
 Run: ``python benchmarks/cost.py [--repeats 50]``. Writes ``benchmarks/results/cost.json`` with
 ``recompute_ms`` (the median) and every repeat.
@@ -27,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from workbench.cost.model import compute_cost, sensitivity  # noqa: E402
+from workbench.cost.model import compute_cost  # noqa: E402
 from workbench.cost.scenarios import load_scenarios  # noqa: E402
+from workbench.cost.tornado import sensitivity  # noqa: E402
 
 TARGET_MS = 50.0
 RESULTS = ROOT / "benchmarks" / "results" / "cost.json"

@@ -20,29 +20,6 @@ from workbench.plan.simulator import ServerConfig
 from workbench.plan.sizing import right_size
 from workbench.report.charts import batch_curve_chart
 
-SWEEP_COLUMNS = [
-    "batch_size",
-    "threads",
-    "latency_ms_p50",
-    "latency_ms_p99",
-    "throughput_items_per_s",
-    "share_of_max_throughput",
-    "is_knee",
-    "run_id",
-]
-SIZING_COLUMNS = [
-    "hardware",
-    "threads",
-    "instances",
-    "machines",
-    "usd_per_million",
-    "kwh_per_million",
-    "latency_ms_p99",
-    "utilisation",
-    "binding",
-    "latency_method",
-]
-
 
 class BatchingPanel(Panel):
     """Measure the batch curve, then right-size for a target load and p99."""
@@ -134,7 +111,7 @@ class BatchingPanel(Panel):
         self.say(f"batch sweep {result.sweep_id} stored ({measured} runs)")
         self.show(
             batch_curve_chart(frame, title=result.model),
-            frame[[c for c in SWEEP_COLUMNS if c in frame]],
+            frame[[c for c in result.SUMMARY_COLUMNS if c in frame]],
         )
 
     def _size(self) -> None:
@@ -143,7 +120,7 @@ class BatchingPanel(Panel):
             from workbench.errors import ConfigError
 
             raise ConfigError("no batch curve yet: press 'Measure batch curve' first")
-        server = ServerConfig(max_batch_size=min(int(self.max_batch.value),
+        server = ServerConfig(max_batch_rows=min(int(self.max_batch.value),
                                                  sweep.curve.max_batch_size))  # fmt: skip
         result = right_size(
             sweep.curve, float(self.rps.value), float(self.slo.value), server=server,
@@ -175,12 +152,12 @@ class BatchingPanel(Panel):
             }
         self.session.record(
             "sizing",
-            config={"target_rps": result.target_rps, "slo_p99_ms": result.slo_p99_ms,
-                    "sweep_id": sweep.sweep_id, "max_batch_size": server.max_batch_size},
+            config={"rate_per_s": result.rate_per_s, "slo_p99_ms": result.slo_p99_ms,
+                    "sweep_id": sweep.sweep_id, "max_batch_rows": server.max_batch_rows},
             metrics=metrics,
         )  # fmt: skip
         table = feasible if not feasible.empty else frame
         self.show(
             batch_curve_chart(sweep.to_frame(), title=sweep.model),
-            table[[c for c in [*SIZING_COLUMNS, "reason"] if c in table]].head(10),
+            table[[c for c in [*result.SUMMARY_COLUMNS, "reason"] if c in table]].head(10),
         )

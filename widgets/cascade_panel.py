@@ -21,7 +21,7 @@ from workbench.plan.caching import cache_sweep, zipf_keys
 from workbench.plan.cascade import cascade_sweep, model_probabilities, pick_threshold
 from workbench.plan.cascade import usd_per_million_items as usd_per_million
 
-CAPACITIES = (0, 10, 30, 100, 300, 1000)
+MAX_ENTRIES_CHOICES = (0, 10, 30, 100, 300, 1000)
 
 
 class CascadePanel(Panel):
@@ -49,8 +49,9 @@ class CascadePanel(Panel):
         self.keys.add_class("wb-cache-keys")
         self.exponent = W.BoundedFloatText(value=1.0, min=0, max=5, step=0.1, description="Zipf s")
         self.exponent.add_class("wb-cache-exponent")
-        self.capacity = W.Dropdown(options=CAPACITIES, value=100, description="cache entries")
-        self.capacity.add_class("wb-cache-capacity")
+        self.max_entries = W.Dropdown(
+            options=MAX_ENTRIES_CHOICES, value=100, description="cache entries"
+        ).add_class("wb-cache-max-entries")
         cache = W.Button(description="Simulate cache").add_class("wb-cache-run")
         cache.on_click(lambda _: self.act(self._cache))
         self.hit_rate = headline("wb-cache-hit-rate")
@@ -61,7 +62,7 @@ class CascadePanel(Panel):
             self.choice,
             W.HTML("<b>Response cache</b>: LRU over a seeded Zipf key trace."),
             W.HBox([self.requests, self.keys, self.exponent]),
-            W.HBox([self.capacity, cache]),
+            W.HBox([self.max_entries, cache]),
             self.hit_rate,
         )
 
@@ -112,18 +113,18 @@ class CascadePanel(Panel):
         keys = zipf_keys(int(self.requests.value), int(self.keys.value), float(self.exponent.value))
         cost = self.session.cost
         usd = cost.inference_usd_per_million if cost is not None else None
-        frame = cache_sweep(keys, capacities=CAPACITIES, usd_per_million=usd)
-        row = frame[frame["capacity"] == self.capacity.value].iloc[0]
+        frame = cache_sweep(keys, max_entries=MAX_ENTRIES_CHOICES, usd_per_million=usd)
+        row = frame[frame["max_entries"] == self.max_entries.value].iloc[0]
         rate = float(row["hit_rate"])
         self.session.publish("cache_hit_rate", rate)
         self.session.record(
             "cache",
             config={"requests": len(keys), "keys": int(self.keys.value),
-                    "exponent": float(self.exponent.value), "capacity": int(row["capacity"])},
+                    "exponent": float(self.exponent.value), "max_entries": int(row["max_entries"])},
             metrics={"hit_rate": rate, "method": "simulated"},
         )  # fmt: skip
         self.hit_rate.value = (
-            f"hit rate at {int(row['capacity'])} entries: <b>{rate:.1%}</b> (simulated); "
+            f"hit rate at {int(row['max_entries'])} entries: <b>{rate:.1%}</b> (simulated); "
             "the Cost tab now uses it"
         )
         self.show(pd.DataFrame(frame))

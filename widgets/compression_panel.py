@@ -1,7 +1,7 @@
 """Compression lab: search variants x batch size x threads, see the Pareto frontier and the
 recommendation with its reason.
 
-A view over :func:`workbench.compress.search.runner.optimize`. The search runs in the background; the stop
+A view over :func:`workbench.compress.search.optimize`. The search runs in the background; the stop
 button ends it between steps and keeps what finished. The recommendation is published to the
 session, where batching, cost and export pick it up.
 """
@@ -14,29 +14,11 @@ import ipywidgets as W
 
 from widgets.session import Session
 from widgets.view import Panel, headline
-from workbench.compress.search.runner import (
-    MIN_MEASURE_SECONDS,
-    STRATEGIES,
-    optimize,
-    parse_fraction,
-)
+from workbench.compress.search.constraints import parse_fraction
+from workbench.compress.search.runner import MIN_MEASURE_SECONDS, STRATEGIES, optimize
 from workbench.demo import DEMO_VARIANTS
 from workbench.measure.backends import logical_cores
 from workbench.report.charts import pareto_chart
-
-SHOWN = [
-    "variant",
-    "backend",
-    "batch_size",
-    "threads",
-    "quality_drop",
-    "latency_ms_p99",
-    "throughput_items_per_s",
-    "energy_j_per_item",
-    "energy_method",
-    "size_mb",
-    "run_id",
-]
 
 
 def _numbers(text: str, field: str) -> list[int]:
@@ -137,7 +119,7 @@ class CompressionPanel(Panel):
                     recommended=None if rec is None else rec.candidate.to_dict(),
                 )
             )
-            items.append(frame[[c for c in SHOWN if c in frame]])
+            items.append(frame[[c for c in [*result.SUMMARY_COLUMNS, "run_id"] if c in frame]])
         if result.skipped:
             import pandas as pd
 

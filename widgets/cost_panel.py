@@ -17,7 +17,8 @@ import ipywidgets as W
 from widgets.session import Session
 from widgets.view import Panel, headline, number_box
 from workbench.cost.charts import cumulative_cost_chart, scenario_bars_chart
-from workbench.cost.model import GridInputs, Scenario, TrainingInputs, compare, compute_cost
+from workbench.cost.model import GridInputs, Scenario, TrainingInputs, compute_cost
+from workbench.cost.savings import compare
 from workbench.cost.scenarios import inference_inputs_from_run
 from workbench.errors import ConfigError
 

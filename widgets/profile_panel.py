@@ -1,8 +1,8 @@
 """Model picker and profile: choose a demo model (or an ONNX path), measure one configuration.
 
-A view over :func:`workbench.measure.profiling.profile`: the latency distribution, the headline figures
-and the slowest operators. The profile measures energy over its window by default (the figure
-the cost panel needs), labelled measured or estimated.
+A view over :func:`workbench.measure.profiling.profile`: the latency distribution, the headline
+figures and the slowest operators. The profile measures energy over its window by default (the
+figure the cost panel needs), labelled measured or estimated.
 """
 
 from __future__ import annotations
@@ -12,24 +12,12 @@ import ipywidgets as W
 from widgets.session import Session
 from widgets.view import Panel, headline
 from workbench.measure.backends import logical_cores
-from workbench.measure.profiling import profile
+from workbench.measure.profiling import Profile, profile
 from workbench.models.zoo import DEMOS
 from workbench.report.charts import latency_distribution_chart
 
-FIGURES = [
-    "model",
-    "backend",
-    "batch_size",
-    "threads",
-    "latency_ms_p50",
-    "latency_ms_p99",
-    "throughput_items_per_s",
-    "memory_peak_mb",
-    "energy_j_per_item",
-    "energy_method",
-    "latency_method",
-    "run_id",
-]
+#: One profile's figures: the profile table's columns, its energy and the latency's method label.
+FIGURES = ("model", *Profile.SUMMARY_COLUMNS, *Profile.ENERGY_COLUMNS, "latency_method")
 
 
 class ProfilePanel(Panel):

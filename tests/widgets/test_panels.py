@@ -115,7 +115,7 @@ def test_compression_result_flows_into_batching_cost_and_export(app) -> None:
     manifest = json.loads((info.path / "manifest.json").read_text())
     assert manifest["profile"]["run_id"] == rec.candidate.run_id
     assert manifest["batching"]["max_batch_rows"] == knee
-    assert manifest["threads"]["intra_op"] == rec.candidate.threads
+    assert manifest["threads"]["threads"] == rec.candidate.threads
     assert app.session.bundle is info
     assert "export" in {r.kind for r in app.session.store.runs()}
 
@@ -140,7 +140,7 @@ def test_stop_button_ends_a_running_sweep_and_keeps_what_finished(tmp_path) -> N
 def test_cache_and_cascade_feed_the_cost_tab(app) -> None:
     profiled(app)
     before = dollars(app.cost.total.value)
-    app.cascade.capacity.value = 300
+    app.cascade.max_entries.value = 300
     app.cascade.act(app.cascade._cache)
     rate = app.session.cache_hit_rate
     assert 0 < rate < 1 and app.cost.inputs["cache_hit_rate"].value == pytest.approx(rate, abs=1e-4)

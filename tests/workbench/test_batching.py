@@ -124,13 +124,14 @@ def test_energy_sweep_gives_energy_per_batch_for_the_simulator(tiny):
     )  # fmt: skip
     curve, frame = sweep.curve, sweep.to_frame()
     assert curve.energy_method in ("measured", "estimated")
-    for b, e in zip(curve.batch_sizes, curve.energy_j_per_batch):
+    for b, e in zip(curve.batch_sizes, curve.energy_j_per_batch, strict=True):
         per_item = frame.set_index("batch_size").loc[b, "energy_j_per_item"]
         assert e == pytest.approx(per_item * b)
     assert sweep.idle_power_w is not None and sweep.idle_power_w >= 0
     power = PowerModel(idle_w=sweep.idle_power_w, method=curve.energy_method)
     trace = poisson_trace(1000.0, 2.0, seed=0)
-    result = simulate(trace, curve, ServerConfig(max_batch_size=8), power)
+    config = ServerConfig(max_batch_rows=8, max_delay_ms=0.0, max_queue_rows=None)
+    result = simulate(trace, curve, config, power)
     f = result.figures
     idle_s = f.window_s - result.batch_service_s.sum()
     expected = sum(curve.energy_j(b) for b in result.batch_rows) + sweep.idle_power_w * idle_s

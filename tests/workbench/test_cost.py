@@ -17,13 +17,12 @@ from workbench.cost.model import (
     Scenario,
     TrainingInputs,
     cascade_effective,
-    compare,
-    compare_scenarios,
     compute_cost,
     green_algorithms_energy_kwh,
-    sensitivity,
     training_energy_kwh,
 )
+from workbench.cost.savings import compare, compare_scenarios
+from workbench.cost.tornado import sensitivity
 from workbench.errors import ConfigError
 
 GRID = GridInputs(electricity_usd_per_kwh=0.2, pue=1.5, carbon_g_per_kwh=400)
@@ -518,9 +517,17 @@ def test_docstring_examples_run():
 
     import workbench.cost.charts
     import workbench.cost.model
+    import workbench.cost.savings
     import workbench.cost.scenarios
+    import workbench.cost.tornado
 
-    for module in (workbench.cost.model, workbench.cost.charts, workbench.cost.scenarios):
+    for module in (
+        workbench.cost.model,
+        workbench.cost.savings,
+        workbench.cost.tornado,
+        workbench.cost.charts,
+        workbench.cost.scenarios,
+    ):
         result = doctest.testmod(module)
         assert result.attempted > 0
         assert result.failed == 0, module.__name__

@@ -59,7 +59,8 @@ def test_replay_measures_every_request_of_the_trace(tmp_path):
     assert (latency > 0).all() and latency.max() < 1.0
     assert f.latency_ms_p50 <= f.latency_ms_p99 <= f.latency_ms_max
     # open loop: the throughput is the trace's own rate, as the simulator predicts it
-    predicted = predict(trace, BatchLatencyCurve.from_points({1: 0.05}), ServerConfig())
+    unbatched = ServerConfig(max_batch_rows=1, max_delay_ms=0.0, max_queue_rows=None)
+    predicted = predict(trace, BatchLatencyCurve.from_points({1: 0.05}), unbatched)
     assert f.throughput_requests_per_s == pytest.approx(
         predicted.throughput_requests_per_s, rel=0.05
     )

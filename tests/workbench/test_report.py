@@ -17,8 +17,8 @@ from workbench.report.gate import (
     Thresholds,
     compare_runs,
     with_extra_work,
-    write_html_report,
 )
+from workbench.report.html import write_html_report
 
 
 def add_run(store: RunStore, throughput: float, p99: float, *, batch_size: int = 1, **extra):
@@ -165,6 +165,9 @@ def test_docstring_examples_run() -> None:
     import doctest
 
     import workbench.report.gate
+    import workbench.report.html
 
     result = doctest.testmod(workbench.report.gate)
     assert result.attempted >= 3 and result.failed == 0
+    result = doctest.testmod(workbench.report.html)
+    assert result.attempted > 0 and result.failed == 0

@@ -249,10 +249,10 @@ def test_cli_optimize_recommends_and_refuses_what_nothing_meets(db_path):
         "--db",
         db_path,
     ]
-    ok = _cli("optimize", "digits-mlp", "--max-quality-drop", "1%", "--slo-p99", "50ms", *common)
+    ok = _cli("optimize", "digits-mlp", "--max-quality-drop", "1%", "--slo-p99-ms", "50", *common)
     assert ok.returncode == 0, ok.stderr
     assert "recommended:" in ok.stdout and "Pareto frontier" in ok.stdout
-    unmet = _cli("optimize", "digits-mlp", "--slo-p99", "1us", *common)
+    unmet = _cli("optimize", "digits-mlp", "--slo-p99-ms", "0.001", *common)
     assert unmet.returncode == 2
     assert "no configuration meets p99 SLO" in unmet.stderr and "Closest candidate" in unmet.stderr
     bad = _cli("optimize", "digits-mlp", "--max-quality-drop", "lots")

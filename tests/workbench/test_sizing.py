@@ -19,8 +19,13 @@ HARDWARE = [
 ]
 
 
+#: The unbatched server these tests were worked out for (the defaults batch, as the runtime does).
+UNBATCHED = ServerConfig(max_batch_rows=1, max_delay_ms=0.0, max_queue_rows=None)
+
+
 def size(rate, slo, **kw):
     kw.setdefault("hardware", HARDWARE)
+    kw.setdefault("server", UNBATCHED)
     kw.setdefault("measured_on", "small")
     kw.setdefault("requests", 4000)
     return right_size(CURVE, rate, slo, **kw)
@@ -96,16 +101,16 @@ def test_batching_and_threads_enter_the_search():
         1: BatchLatencyCurve.from_points({1: 10.0, 8: 20.0}, threads=1),
         2: BatchLatencyCurve.from_points({1: 6.0, 8: 12.0}, threads=2),
     }
-    server = ServerConfig(max_batch_size=8, max_queue_delay_ms=0)
+    server = ServerConfig(max_batch_rows=8, max_delay_ms=0, max_queue_rows=None)
     r = right_size(curves, 300, 100, hardware=HARDWARE[:2], server=server, requests=3000)
     assert r.best is not None and r.best.mean_batch_size > 1
     assert set(r.to_frame()["threads"]) >= {1, 2}
-    unbatched = right_size(curves, 300, 100, hardware=HARDWARE[:2], requests=3000)
+    unbatched = right_size(curves, 300, 100, hardware=HARDWARE[:2], server=UNBATCHED, requests=3000)
     assert unbatched.best.usd_per_h >= r.best.usd_per_h
 
 
 def test_bad_sizing_arguments():
-    with pytest.raises(ConfigError, match="target_rps"):
+    with pytest.raises(ConfigError, match="rate_per_s"):
         size(0, 10)
     with pytest.raises(ConfigError, match="slo_p99_ms"):
         size(10, -1)

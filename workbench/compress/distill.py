@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.checks import fraction, number, whole
 from workbench.compress.finetune import export_variant, teacher_outputs, train_batches
 from workbench.compress.prune import ffn_blocks, prune_ffn_neurons, prune_sequential
 from workbench.compress.quality import ArraySet, TaskData
@@ -53,10 +54,10 @@ DEFAULT_TEMPERATURE = {"classification": 4.0, "embedding": 0.05, "custom": 1.0}
 
 
 def check_student_settings(width: float | None, depth: int | None) -> None:
-    if width is not None and not (isinstance(width, (int, float)) and 0 < width <= 1):
-        raise ConfigError(f"width={width!r} must lie in (0, 1]: the share of channels kept")
-    if depth is not None and (not isinstance(depth, int) or depth < 1):
-        raise ConfigError(f"depth={depth!r} must be a whole number >= 1 (layers kept)")
+    if width is not None:
+        fraction("width", width, open_low=True, fix="give the share of channels kept")
+    if depth is not None:
+        whole("depth", depth, minimum=1, fix="give the number of layers kept")
 
 
 def digits_student(name: str, width: float = 0.5, depth: int = 2) -> nn.Module:
@@ -164,10 +165,8 @@ def distil(
     temperature = DEFAULT_TEMPERATURE[task] if temperature is None else float(temperature)
     epochs = DEFAULT_EPOCHS[task] if epochs is None else int(epochs)
     lr = DEFAULT_LR[task] if lr is None else float(lr)
-    if not temperature > 0:
-        raise ConfigError(f"temperature={temperature} must be > 0")
-    if not 0 <= alpha <= 1:
-        raise ConfigError(f"alpha={alpha} must lie in [0, 1] (weight of the soft-target loss)")
+    number("temperature", temperature, minimum=0, open_low=True, fix="soften targets with e.g. 4")
+    fraction("alpha", alpha, fix="give the weight of the soft-target loss")
     train = data.train
     target = teacher_outputs(teacher, train)
     labels = None if train.labels is None else torch.from_numpy(np.asarray(train.labels))

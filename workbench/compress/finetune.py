@@ -25,15 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.checks import whole
 from workbench.compress.quality import ArraySet, DataSet, SentenceSet, TaskData
-from workbench.errors import ConfigError
 from workbench.models.handle import ModelHandle, export_onnx
 
 #: Fine-tuning epochs by task when a builder is given none.
 DEFAULT_EPOCHS = {"classification": 10, "embedding": 2, "custom": 3}
 DEFAULT_LR = {"classification": 1e-3, "embedding": 5e-5, "custom": 1e-3}
-
-
 
 
 def train_batches(
@@ -86,8 +84,7 @@ def fine_tune(
     train = data.train
     epochs = DEFAULT_EPOCHS[data.task] if epochs is None else int(epochs)
     lr = DEFAULT_LR[data.task] if lr is None else float(lr)
-    if epochs < 0:
-        raise ConfigError(f"epochs={epochs} must be >= 0 (0 skips fine-tuning)")
+    whole("epochs", epochs, minimum=0, fix="0 skips fine-tuning")
     use_labels = data.task == "classification" and train.labels is not None
     target = None if use_labels else teacher_outputs(teacher, train)
     labels = torch.from_numpy(np.asarray(train.labels)) if use_labels else None

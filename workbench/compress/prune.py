@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from workbench.checks import fraction
 from workbench.compress.finetune import export_variant, fine_tune
 from workbench.compress.registry import (
     BuildContext,
@@ -44,7 +45,6 @@ from workbench.compress.registry import (
     register_variant,
     torch_copy,
 )
-from workbench.errors import ConfigError
 from workbench.models.handle import ModelHandle
 
 #: Layers that pass channels through unchanged.
@@ -66,14 +66,8 @@ _PASS_THROUGH = (
 
 def check_sparsity(sparsity: float) -> float:
     """A share of weights (or channels) to remove, in [0, 1)."""
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
-        raise ConfigError(f"sparsity={sparsity!r} must be a number in [0, 1), e.g. 0.5")
-    if not 0 <= sparsity < 1:
-        raise ConfigError(
-            f"sparsity={sparsity} is outside [0, 1): pass the share of weights to remove, e.g. "
-            "0.5 removes half (1 would remove everything)"
-        )
-    return float(sparsity)
+    fix = "pass the share of weights to remove, e.g. 0.5 removes half (1 would remove everything)"
+    return fraction("sparsity", sparsity, open_high=True, fix=fix)
 
 
 # ------------------------------------------------------------------------- dynamic int8

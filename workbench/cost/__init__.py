@@ -2,6 +2,11 @@
 the break-even day, scenarios from YAML, sensitivity and charts. Pure functions: inputs in,
 numbers out.
 
+The model and its inputs are in :mod:`workbench.cost.model`, savings and side-by-side tables in
+:mod:`workbench.cost.savings`, the tornado data in :mod:`workbench.cost.tornado`, scenario
+files and run-store figures in :mod:`workbench.cost.scenarios`, charts in
+:mod:`workbench.cost.charts`.
+
 Example
 -------
 >>> from workbench.cost import GridInputs, InferenceInputs, Scenario, TrainingInputs, compute_cost
@@ -22,15 +27,13 @@ from workbench.cost.model import (
     CostReport,
     GridInputs,
     InferenceInputs,
-    Savings,
     Scenario,
     TrainingInputs,
-    compare,
-    compare_scenarios,
     compute_cost,
-    sensitivity,
 )
+from workbench.cost.savings import Savings, compare, compare_scenarios
 from workbench.cost.scenarios import ScenarioSet, load_scenarios
+from workbench.cost.tornado import sensitivity
 
 __all__ = [
     "CostReport",

@@ -6,7 +6,8 @@ through vl-convert), never from a CDN.
 
 Example
 -------
->>> from workbench.cost.model import GridInputs, InferenceInputs, Scenario, TrainingInputs, compute_cost
+>>> from workbench.cost.model import (
+...     GridInputs, InferenceInputs, Scenario, TrainingInputs, compute_cost)
 >>> s = Scenario("demo", InferenceInputs(1e6, 12, 0.5, 200.0, instance_usd_per_h=0.5),
 ...              GridInputs(0.15, 1.2, 300), TrainingInputs(100, 300, accelerator_usd_per_h=2.0))
 >>> spec = cumulative_cost_chart(compute_cost(s)).to_dict()
@@ -112,12 +113,12 @@ def scenario_bars_chart(reports: list[CostReport]) -> alt.FacetChart:
 
 
 def tornado_chart(frame: pd.DataFrame, output: str = "total_cost_usd") -> alt.LayerChart:
-    """Tornado from :func:`workbench.cost.model.sensitivity`: one bar per input from its low-value
+    """Tornado from :func:`workbench.cost.tornado.sensitivity`: one bar per input from its low-value
     output to its high-value output, largest swing on top, a rule at the base output."""
     needed = {"input", "low_output", "high_output", "base_output", "swing"}
     if not needed <= set(frame.columns):
         raise ConfigError(
-            f"tornado_chart needs the frame from workbench.cost.model.sensitivity (columns "
+            f"tornado_chart needs the frame from workbench.cost.tornado.sensitivity (columns "
             f"{sorted(needed)}); got {sorted(frame.columns)}"
         )
     data = frame[

@@ -4,8 +4,9 @@ Pure functions over dataclasses: inputs in, numbers out, no I/O. A :class:`Scena
 :class:`InferenceInputs`, one :class:`GridInputs` (the site inference runs at), optionally one
 :class:`TrainingInputs` and a second :class:`GridInputs` for training elsewhere;
 :func:`compute_cost` turns it into a :class:`CostReport` at daily resolution.
-:func:`compare`, :func:`compare_scenarios` and :func:`sensitivity` build on it. Reading files and
-the run store lives in :mod:`workbench.cost.scenarios`; charts in :mod:`workbench.cost.charts`.
+:mod:`workbench.cost.savings` (scenarios against each other) and :mod:`workbench.cost.tornado`
+(sensitivity to each input) build on it. Reading files and the run store lives in
+:mod:`workbench.cost.scenarios`; charts in :mod:`workbench.cost.charts`.
 
 The model
 ---------
@@ -69,13 +70,14 @@ Example
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from workbench.checks import fraction, number, one_of, whole
 from workbench.errors import ConfigError
 from workbench.provenance import METHODS, weakest_method
 from workbench.units import (
@@ -86,49 +88,7 @@ from workbench.units import (
     SECONDS_PER_DAY,
 )
 
-
-def _check_number(owner: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{owner}.{name} must be a number, got {value!r}; give a plain number")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"{owner}.{name} must be finite, got {value}; give a finite number")
-    return value
-
-
-def _positive(owner: str, name: str, value: Any, fix: str) -> None:
-    if _check_number(owner, name, value) <= 0:
-        raise ConfigError(f"{owner}.{name} must be > 0, got {value}; {fix}")
-
-
-def _non_negative(owner: str, name: str, value: Any, fix: str) -> None:
-    if _check_number(owner, name, value) < 0:
-        raise ConfigError(f"{owner}.{name} must be >= 0, got {value}; {fix}")
-
-
-def _fraction(owner: str, name: str, value: Any, low_open: bool, high_open: bool) -> None:
-    v = _check_number(owner, name, value)
-    low_ok = v > 0 if low_open else v >= 0
-    high_ok = v < 1 if high_open else v <= 1
-    if not (low_ok and high_ok):
-        lo = "(0" if low_open else "[0"
-        hi = "1)" if high_open else "1]"
-        raise ConfigError(
-            f"{owner}.{name} must be a fraction in {lo}, {hi}, got {value}; "
-            "give it as a fraction (0.6 for 60 %)"
-        )
-
-
-def _whole(owner: str, name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{owner}.{name} must be a whole number >= {minimum}, got {value!r}")
-
-
-def _method(owner: str, name: str, value: Any) -> None:
-    if value not in METHODS:
-        raise ConfigError(
-            f"{owner}.{name} must be one of {', '.join(repr(m) for m in METHODS)}, got {value!r}"
-        )
+_FRACTION_FIX = "give it as a fraction (0.6 for 60 %)"
 
 
 def _price(owner: str, prefix: str, per_h: float | None, purchase: float | None) -> None:
@@ -140,9 +100,10 @@ def _price(owner: str, prefix: str, per_h: float | None, purchase: float | None)
             f"got {'both' if per_h is not None else 'neither'}"
         )
     if per_h is not None:
-        _positive(owner, f"{prefix}_usd_per_h", per_h, "give the hourly price of one device")
+        name, value, fix = f"{prefix}_usd_per_h", per_h, "give the hourly price of one device"
     else:
-        _positive(owner, f"{prefix}_purchase_usd", purchase, "give the price of one device")
+        name, value, fix = f"{prefix}_purchase_usd", purchase, "give the price of one device"
+    number(name, value, minimum=0, open_low=True, owner=owner, fix=fix)
 
 
 @dataclass(frozen=True)
@@ -170,16 +131,15 @@ class GridInputs:
     carbon_method: str = "typed in"
 
     def __post_init__(self) -> None:
-        _positive("grid", "electricity_usd_per_kwh", self.electricity_usd_per_kwh,
-                  "give the electricity price per kWh")  # fmt: skip
-        if _check_number("grid", "pue", self.pue) < 1:
-            raise ConfigError(
-                f"grid.pue must be >= 1 (facility energy over IT energy), got {self.pue}; "
-                "use 1.0 for hardware outside a data centre, about 1.1-1.6 for data centres"
-            )
-        _non_negative("grid", "carbon_g_per_kwh", self.carbon_g_per_kwh,
-                      "give the grid's carbon intensity in gCO2e/kWh")  # fmt: skip
-        _method("grid", "carbon_method", self.carbon_method)
+        o = "grid"
+        number("electricity_usd_per_kwh", self.electricity_usd_per_kwh, minimum=0, open_low=True,
+               owner=o, fix="give the electricity price per kWh")  # fmt: skip
+        number("pue", self.pue, minimum=1, owner=o,
+               fix="PUE is facility energy over IT energy: use 1.0 for hardware outside a data "
+                   "centre, about 1.1-1.6 for data centres")  # fmt: skip
+        number("carbon_g_per_kwh", self.carbon_g_per_kwh, minimum=0, owner=o,
+               fix="give the grid's carbon intensity in gCO2e/kWh")  # fmt: skip
+        one_of("carbon_method", self.carbon_method, METHODS, owner=o)
 
 
 @dataclass(frozen=True)
@@ -240,17 +200,19 @@ class TrainingInputs:
             ("amortise_months", "give the months over which hardware is written off"),
             ("pragmatic_scaling_factor", "use 1 for a single run"),
         ):
-            _positive(o, name, getattr(self, name), fix)
+            number(name, getattr(self, name), minimum=0, open_low=True, owner=o, fix=fix)
         _price(o, "accelerator", self.accelerator_usd_per_h, self.accelerator_purchase_usd)
-        _whole(o, "n_accelerators", self.n_accelerators, 1)
-        _fraction(o, "usage", self.usage, low_open=True, high_open=False)
-        _non_negative(o, "memory_gb", self.memory_gb, "give the memory available in GB")
-        _non_negative(o, "memory_w_per_gb", self.memory_w_per_gb,
-                      f"the Green Algorithms default is {DRAM_W_PER_GB} W/GB")  # fmt: skip
+        whole("n_accelerators", self.n_accelerators, minimum=1, owner=o,
+              fix="give the devices used in parallel")  # fmt: skip
+        fraction("usage", self.usage, open_low=True, owner=o, fix=_FRACTION_FIX)
+        number("memory_gb", self.memory_gb, minimum=0, owner=o,
+               fix="give the memory available in GB")  # fmt: skip
+        number("memory_w_per_gb", self.memory_w_per_gb, minimum=0, owner=o,
+               fix=f"the Green Algorithms default is {DRAM_W_PER_GB} W/GB")  # fmt: skip
         if self.retrain_every_months is not None:
-            _positive(o, "retrain_every_months", self.retrain_every_months,
-                      "leave it out (null) to train once")  # fmt: skip
-        _method(o, "power_method", self.power_method)
+            number("retrain_every_months", self.retrain_every_months, minimum=0, open_low=True,
+                   owner=o, fix="leave it out (null) to train once")  # fmt: skip
+        one_of("power_method", self.power_method, METHODS, owner=o)
 
     @property
     def owned(self) -> bool:
@@ -329,19 +291,19 @@ class InferenceInputs:
             ("throughput_items_per_s", "measure it with `workbench profile` or estimate it"),
             ("amortise_months", "give the months over which hardware is written off"),
         ):
-            _positive(o, name, getattr(self, name), fix)
+            number(name, getattr(self, name), minimum=0, open_low=True, owner=o, fix=fix)
         _price(o, "instance", self.instance_usd_per_h, self.instance_purchase_usd)
-        if _check_number(o, "requests_growth_per_month", self.requests_growth_per_month) <= -1:
-            raise ConfigError(
-                f"inference.requests_growth_per_month must be > -1, got "
-                f"{self.requests_growth_per_month}; give monthly growth as a fraction (0.05 = 5 %)"
-            )
-        _fraction(o, "utilisation", self.utilisation, low_open=True, high_open=False)
-        _non_negative(o, "idle_power_w", self.idle_power_w, "use 0 if idle draw is unknown")
-        _whole(o, "min_instances", self.min_instances, 0)
-        _fraction(o, "cache_hit_rate", self.cache_hit_rate, low_open=False, high_open=True)
-        _method(o, "energy_method", self.energy_method)
-        _method(o, "throughput_method", self.throughput_method)
+        number("requests_growth_per_month", self.requests_growth_per_month, minimum=-1,
+               open_low=True, owner=o,
+               fix="give monthly growth as a fraction (0.05 = 5 %)")  # fmt: skip
+        fraction("utilisation", self.utilisation, open_low=True, owner=o, fix=_FRACTION_FIX)
+        number("idle_power_w", self.idle_power_w, minimum=0, owner=o,
+               fix="use 0 if idle draw is unknown")  # fmt: skip
+        whole("min_instances", self.min_instances, minimum=0, owner=o,
+              fix="give the instances kept up whatever the traffic (0 for none)")  # fmt: skip
+        fraction("cache_hit_rate", self.cache_hit_rate, open_high=True, owner=o, fix=_FRACTION_FIX)
+        one_of("energy_method", self.energy_method, METHODS, owner=o)
+        one_of("throughput_method", self.throughput_method, METHODS, owner=o)
         load_w = self.energy_j_per_item * self.throughput_items_per_s
         if self.idle_power_w > load_w * (1 + 1e-9):
             raise ConfigError(
@@ -422,12 +384,13 @@ def cascade_effective(
     >>> [round(x, 3) for x in cascade_effective(0.1, 1000.0, 1.0, 100.0, 0.2)]
     [0.3, 333.333]
     """
-    _fraction("cascade", "escalation_rate", escalation_rate, low_open=False, high_open=False)
+    fraction("escalation_rate", escalation_rate, owner="cascade", fix=_FRACTION_FIX)
     for name, value in (
         ("small_energy_j_per_item", small_energy_j_per_item),
         ("small_throughput_items_per_s", small_throughput_items_per_s),
     ):
-        _positive("cascade", name, value, "measure the small model with `workbench profile`")
+        number(name, value, minimum=0, open_low=True, owner="cascade",
+               fix="measure the small model with `workbench profile`")  # fmt: skip
     energy = small_energy_j_per_item + escalation_rate * large_energy_j_per_item
     seconds = 1.0 / small_throughput_items_per_s + escalation_rate / large_throughput_items_per_s
     return energy, 1.0 / seconds
@@ -454,35 +417,6 @@ def training_cost_usd(training: TrainingInputs, grid: GridInputs) -> float:
     if training.owned:
         usd += training_energy_kwh(training, grid) * grid.electricity_usd_per_kwh
     return usd
-
-
-@dataclass
-class Savings:
-    """What ``optimised`` saves against ``baseline`` over the whole lifecycle.
-
-    Positive numbers are savings; percentages are of the baseline.
-    """
-
-    baseline: str
-    optimised: str
-    cost_usd: float
-    energy_kwh: float
-    co2_t: float
-    cost_pct: float
-    energy_pct: float
-    co2_pct: float
-    method: str
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per quantity: saved amount and percent."""
-        return pd.DataFrame(
-            {
-                "quantity": ["cost_usd", "energy_kwh", "co2_t"],
-                "saved": [self.cost_usd, self.energy_kwh, self.co2_t],
-                "saved_pct": [self.cost_pct, self.energy_pct, self.co2_pct],
-                "method": [self.method] * 3,
-            }
-        )
 
 
 @dataclass
@@ -620,53 +554,17 @@ def compute_cost(scenario: Scenario) -> CostReport:
     inf, grid, tr = scenario.inference, scenario.grid, scenario.training
     tgrid = scenario.grid_for_training
     n = n_days_for(inf.lifetime_months)
-    days = np.arange(n, dtype=np.float64)
-
-    requests = inf.requests_per_day * np.power(
-        1.0 + inf.requests_growth_per_month, days / DAYS_PER_MONTH
-    )
-    served = requests * (1.0 - inf.cache_hit_rate)
-    capacity_per_instance = SECONDS_PER_DAY * inf.throughput_items_per_s * inf.utilisation
-    instances = np.maximum(float(inf.min_instances), np.ceil(served / capacity_per_instance))
-    busy_s = served / inf.throughput_items_per_s
-    idle_s = np.maximum(instances * SECONDS_PER_DAY - busy_s, 0.0)
-    inf_kwh = (served * inf.energy_j_per_item + inf.idle_power_w * idle_s) / J_PER_KWH * grid.pue
-    inf_usd = instances * (24.0 * inf.usd_per_instance_h)
-    if inf.owned:
-        inf_usd = inf_usd + inf_kwh * grid.electricity_usd_per_kwh
-
-    train_kwh = np.zeros(n)
-    train_usd = np.zeros(n)
-    methods = {
-        "inference.energy_j_per_item": inf.energy_method,
-        "inference.throughput_items_per_s": inf.throughput_method,
-        "grid.carbon_g_per_kwh": grid.carbon_method,
-    }
+    requests, instances, inf_kwh, inf_usd = _inference_days(inf, grid, n)
+    train_kwh, train_usd = np.zeros(n), np.zeros(n)
     if tr is not None:
-        if tr.retrain_every_months is None:
-            run_days = np.zeros(1, dtype=np.int64)
-        else:
-            # A retraining due exactly at the end of the lifetime does not happen.
-            n_runs = math.ceil(inf.lifetime_months / tr.retrain_every_months - 1e-9)
-            step = tr.retrain_every_months * DAYS_PER_MONTH
-            run_days = np.floor(np.arange(n_runs) * step).astype(np.int64)
-            run_days = run_days[run_days < n]
+        run_days = _training_days(tr, inf.lifetime_months, n)
         np.add.at(train_kwh, run_days, training_energy_kwh(tr, tgrid))
         np.add.at(train_usd, run_days, training_cost_usd(tr, tgrid))
-        methods["training.accelerator_power_w"] = tr.power_method
-        if scenario.training_grid is not None:
-            methods["training_grid.carbon_g_per_kwh"] = tgrid.carbon_method
 
     t_per_kwh = grid.carbon_g_per_kwh / 1e6
     train_t_per_kwh = tgrid.carbon_g_per_kwh / 1e6
     cum_train = np.cumsum(train_usd)
     cum_inf = np.cumsum(inf_usd)
-    break_even_day = None
-    if tr is not None:
-        reached = cum_inf >= cum_train
-        if reached.any():
-            break_even_day = int(np.argmax(reached)) + 1
-
     daily = {
         "requests": requests,
         "instances": instances,
@@ -692,9 +590,61 @@ def compute_cost(scenario: Scenario) -> CostReport:
         training_co2_t=train_kwh_total * train_t_per_kwh,
         inference_co2_t=inf_kwh_total * t_per_kwh,
         total_requests=float(requests.sum()),
-        break_even_day=break_even_day,
-        methods=methods,
+        break_even_day=None if tr is None else _break_even_day(cum_train, cum_inf),
+        methods=_methods(scenario),
     )
+
+
+def _inference_days(
+    inf: InferenceInputs, grid: GridInputs, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per day: requests, instances, kWh at the wall and money of serving."""
+    days = np.arange(n, dtype=np.float64)
+    requests = inf.requests_per_day * np.power(
+        1.0 + inf.requests_growth_per_month, days / DAYS_PER_MONTH
+    )
+    served = requests * (1.0 - inf.cache_hit_rate)
+    capacity_per_instance = SECONDS_PER_DAY * inf.throughput_items_per_s * inf.utilisation
+    instances = np.maximum(float(inf.min_instances), np.ceil(served / capacity_per_instance))
+    busy_s = served / inf.throughput_items_per_s
+    idle_s = np.maximum(instances * SECONDS_PER_DAY - busy_s, 0.0)
+    kwh = (served * inf.energy_j_per_item + inf.idle_power_w * idle_s) / J_PER_KWH * grid.pue
+    usd = instances * (24.0 * inf.usd_per_instance_h)
+    if inf.owned:
+        usd = usd + kwh * grid.electricity_usd_per_kwh
+    return requests, instances, kwh, usd
+
+
+def _training_days(training: TrainingInputs, lifetime_months: float, n: int) -> np.ndarray:
+    """The days (0-based, before day ``n``) on which a training starts."""
+    if training.retrain_every_months is None:
+        return np.zeros(1, dtype=np.int64)
+    # A retraining due exactly at the end of the lifetime does not happen.
+    n_runs = math.ceil(lifetime_months / training.retrain_every_months - 1e-9)
+    step = training.retrain_every_months * DAYS_PER_MONTH
+    run_days = np.floor(np.arange(n_runs) * step).astype(np.int64)
+    return run_days[run_days < n]
+
+
+def _break_even_day(cum_train: np.ndarray, cum_inf: np.ndarray) -> int | None:
+    """The first day (from 1) on which cumulative inference money reaches training's."""
+    reached = cum_inf >= cum_train
+    return int(np.argmax(reached)) + 1 if reached.any() else None
+
+
+def _methods(scenario: Scenario) -> dict[str, str]:
+    """Where each measurable input came from, keyed ``part.field``."""
+    inf, tr = scenario.inference, scenario.training
+    methods = {
+        "inference.energy_j_per_item": inf.energy_method,
+        "inference.throughput_items_per_s": inf.throughput_method,
+        "grid.carbon_g_per_kwh": scenario.grid.carbon_method,
+    }
+    if tr is not None:
+        methods["training.accelerator_power_w"] = tr.power_method
+        if scenario.training_grid is not None:
+            methods["training_grid.carbon_g_per_kwh"] = scenario.training_grid.carbon_method
+    return methods
 
 
 _SUMMED = (
@@ -719,160 +669,3 @@ def _monthly_frame(daily: dict[str, np.ndarray], n_days: int) -> pd.DataFrame:
     out["cumulative_training_cost_usd"] = out["training_cost_usd"].cumsum()
     out["cumulative_inference_cost_usd"] = out["inference_cost_usd"].cumsum()
     return out
-
-
-def compare(baseline: CostReport, optimised: CostReport) -> Savings:
-    """Lifecycle savings of ``optimised`` against ``baseline`` (money, kWh, tCO2e, %).
-
-    >>> s = Scenario("a", InferenceInputs(1e5, 1, 1.0, 100.0, instance_usd_per_h=1.0),
-    ...              GridInputs(0.1, 1.2, 200))
-    >>> compare(compute_cost(s), compute_cost(s)).cost_usd
-    0.0
-    """
-
-    def pct(saved: float, base: float) -> float:
-        return 100.0 * saved / base if base > 0 else 0.0
-
-    cost = baseline.total_cost_usd - optimised.total_cost_usd
-    energy = baseline.total_energy_kwh - optimised.total_energy_kwh
-    co2 = baseline.total_co2_t - optimised.total_co2_t
-    return Savings(
-        baseline=baseline.scenario,
-        optimised=optimised.scenario,
-        cost_usd=cost,
-        energy_kwh=energy,
-        co2_t=co2,
-        cost_pct=pct(cost, baseline.total_cost_usd),
-        energy_pct=pct(energy, baseline.total_energy_kwh),
-        co2_pct=pct(co2, baseline.total_co2_t),
-        method=weakest_method(baseline.method, optimised.method),
-    )
-
-
-def compare_scenarios(scenarios: dict[str, Scenario], baseline: str | None = None) -> pd.DataFrame:
-    """Scenarios side by side: one row each, with savings against ``baseline`` (default: first).
-
-    >>> s = Scenario("a", InferenceInputs(1e5, 1, 1.0, 100.0, instance_usd_per_h=1.0),
-    ...              GridInputs(0.1, 1.2, 200))
-    >>> compare_scenarios({"a": s, "b": s})["saved_cost_pct"].tolist()
-    [0.0, 0.0]
-    """
-    if not scenarios:
-        raise ConfigError("compare_scenarios needs at least one scenario")
-    names = list(scenarios)
-    base_name = names[0] if baseline is None else baseline
-    if base_name not in scenarios:
-        raise ConfigError(
-            f"baseline {base_name!r} is not one of the scenarios; pick one of {', '.join(names)}"
-        )
-    reports = {name: compute_cost(replace(s, name=name)) for name, s in scenarios.items()}
-    base = reports[base_name]
-    rows = []
-    for report in reports.values():
-        saved = compare(base, report)
-        row = report.to_row()
-        row.update(
-            saved_cost_usd=saved.cost_usd,
-            saved_cost_pct=saved.cost_pct,
-            saved_energy_pct=saved.energy_pct,
-            saved_co2_pct=saved.co2_pct,
-        )
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-# Valid range of each input varied by the sensitivity analysis: values pushed outside are clamped.
-_BOUNDS: dict[str, tuple[float, float]] = {
-    "pue": (1.0, math.inf),
-    "usage": (1e-9, 1.0),
-    "utilisation": (1e-9, 1.0),
-    "cache_hit_rate": (0.0, 1.0 - 1e-9),
-    "requests_growth_per_month": (-1.0 + 1e-9, math.inf),
-}
-_FIXED = {"n_accelerators", "min_instances", "run_id"}
-_SENSITIVITY_COLUMNS = [
-    "input",
-    "base_value",
-    "low_value",
-    "high_value",
-    "low_output",
-    "high_output",
-    "base_output",
-    "swing",
-]
-
-
-def _numeric_inputs(scenario: Scenario) -> list[tuple[str, str, float]]:
-    parts = [("grid", scenario.grid), ("inference", scenario.inference)]
-    if scenario.training is not None:
-        parts.append(("training", scenario.training))
-        if scenario.training_grid is not None:
-            parts.append(("training_grid", scenario.training_grid))
-    out = []
-    for part, obj in parts:
-        for f in fields(obj):
-            value = getattr(obj, f.name)
-            if f.name in _FIXED or isinstance(value, (str, bool)) or value is None:
-                continue
-            if float(value) != 0.0:
-                out.append((part, f.name, float(value)))
-    return out
-
-
-def _vary(scenario: Scenario, part: str, name: str, value: float) -> Scenario:
-    low, high = _BOUNDS.get(name, (0.0, math.inf))
-    value = min(max(value, low), high)
-    if part == "inference" and name in ("energy_j_per_item", "throughput_items_per_s"):
-        # Keep power under load at least the idle draw when varying measured efficiency.
-        inf = scenario.inference
-        other = inf.throughput_items_per_s if name == "energy_j_per_item" else inf.energy_j_per_item
-        value = max(value, inf.idle_power_w / other)
-    if part == "inference" and name == "idle_power_w":
-        inf = scenario.inference
-        value = min(value, inf.energy_j_per_item * inf.throughput_items_per_s)
-    return replace(scenario, **{part: replace(getattr(scenario, part), **{name: value})})
-
-
-def sensitivity(
-    scenario: Scenario, pct: float = 20.0, output: str = "total_cost_usd"
-) -> pd.DataFrame:
-    """Tornado data: each numeric input moved by -pct % and +pct %, ranked by the swing in output.
-
-    Inputs at zero, inputs that do not move ``output``, whole-number counts and labels are left
-    out; values pushed past their valid range (PUE below 1, utilisation above 1, ...) are
-    clamped, and the frame shows the values used.
-
-    Returns
-    -------
-    DataFrame with columns input, base_value, low_value, high_value, low_output, high_output,
-    base_output, swing (``|high_output - low_output|``), sorted by swing, largest first.
-    """
-    _positive("sensitivity", "pct", pct, "give the percent to vary each input by, e.g. 20")
-    base_report = compute_cost(scenario)
-    if not hasattr(base_report, output):
-        raise ConfigError(
-            f"sensitivity output {output!r} is not a CostReport figure; use e.g. total_cost_usd, "
-            "total_energy_kwh or total_co2_t"
-        )
-    base_out = float(getattr(base_report, output))
-    rows = []
-    for part, name, value in _numeric_inputs(scenario):
-        lo_s = _vary(scenario, part, name, value * (1 - pct / 100))
-        hi_s = _vary(scenario, part, name, value * (1 + pct / 100))
-        lo_out = float(getattr(compute_cost(lo_s), output))
-        hi_out = float(getattr(compute_cost(hi_s), output))
-        rows.append(
-            {
-                "input": f"{part}.{name}",
-                "base_value": value,
-                "low_value": getattr(getattr(lo_s, part), name),
-                "high_value": getattr(getattr(hi_s, part), name),
-                "low_output": lo_out,
-                "high_output": hi_out,
-                "base_output": base_out,
-                "swing": abs(hi_out - lo_out),
-            }
-        )
-    frame = pd.DataFrame(rows, columns=_SENSITIVITY_COLUMNS)
-    frame = frame[frame["swing"] > 0]
-    return frame.sort_values("swing", ascending=False, kind="stable").reset_index(drop=True)

@@ -1,9 +1,10 @@
-"""Scenario files (YAML or TOML) and run-store figures turned into :mod:`workbench.cost.model` inputs.
+"""Scenario files (YAML or TOML) and run-store figures turned into the inputs of
+:mod:`workbench.cost.model`.
 
-This is the edge of the cost model: it reads files and the run store; :mod:`workbench.cost.model` stays
-pure. A scenario file has optional ``defaults`` merged into every scenario, then ``scenarios`` by
-name; each has up to four sections, ``training``, ``inference``, ``grid`` and ``training_grid``
-(the site of training when it is not ``grid``), whose keys are the fields of
+This is the edge of the cost model: it reads files and the run store; :mod:`workbench.cost.model`
+stays pure. A scenario file has optional ``defaults`` merged into every scenario, then
+``scenarios`` by name; each has up to four sections, ``training``, ``inference``, ``grid`` and
+``training_grid`` (the site of training when it is not ``grid``), whose keys are the fields of
 :class:`~workbench.cost.model.TrainingInputs`, :class:`~workbench.cost.model.InferenceInputs` and
 :class:`~workbench.cost.model.GridInputs`. ``training: null`` means the model is not trained here.
 The inference section may also name a ``run_id`` (its measured ``energy_j_per_item`` and

@@ -22,7 +22,6 @@ Example
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from workbench.checks import number
 from workbench.errors import ConfigError, EnergyError
 from workbench.provenance import ESTIMATED, MEASURED
 
@@ -104,12 +104,9 @@ class EnergyReading:
 
     def with_idle(self, idle_power_w: float) -> EnergyReading:
         """A copy with an idle baseline (watts, e.g. from ``idle_baseline``) to subtract."""
-        if not (idle_power_w >= 0 and math.isfinite(idle_power_w)):
-            raise ConfigError(
-                f"idle_power_w={idle_power_w!r} is not a power; pass watts >= 0 "
-                "(measure them with idle_baseline(meter))"
-            )
-        return replace(self, idle_power_w=float(idle_power_w))
+        idle = number("idle_power_w", idle_power_w, minimum=0,
+                      fix="pass watts (measure them with idle_baseline(meter))")  # fmt: skip
+        return replace(self, idle_power_w=idle)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat dict: totals, then ``energy_j.<component>`` and ``method.<component>``."""
@@ -319,11 +316,8 @@ def idle_baseline(meter: Meter, seconds: float = 1.0) -> float:
     >>> idle_baseline(EstimateMeter(tdp_w=8.0), seconds=0.05) >= 0
     True
     """
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ConfigError(f"seconds={seconds!r} is not a duration; pass seconds > 0 (e.g. 1.0)")
+    number("seconds", seconds, minimum=0, open_low=True, fix="pass a duration in seconds, e.g. 1.0")
     name = f"idle-baseline-{uuid.uuid4().hex[:8]}"
     meter.begin_window(name)
     time.sleep(seconds)
     return meter.end_window(name).power_w_avg
-
-

@@ -17,7 +17,6 @@ import csv
 import importlib
 import importlib.metadata
 import logging
-import math
 import platform
 import time
 import uuid
@@ -27,10 +26,11 @@ from typing import Any
 
 import psutil
 
+from workbench.checks import number
 from workbench.energy.base import EnergyReading, Meter
 from workbench.energy.carbon import co2e_g, lookup
 from workbench.energy.estimate import GIB, detect_cpu_model
-from workbench.errors import ConfigError, MissingExtraError
+from workbench.errors import MissingExtraError
 from workbench.provenance import ESTIMATED, MEASURED
 from workbench.units import J_PER_WH
 
@@ -114,8 +114,8 @@ class CodeCarbonMeter(Meter):
     ) -> None:
         super().__init__()
         self._codecarbon = _import_codecarbon()
-        if tdp_w is not None and not (tdp_w > 0 and math.isfinite(tdp_w)):
-            raise ConfigError(f"tdp_w={tdp_w!r} is not a power; pass watts > 0 or None")
+        if tdp_w is not None:
+            number("tdp_w", tdp_w, minimum=0, open_low=True, fix="pass watts, or None")
         self.country_iso_code = country_iso_code
         self.tdp_w = tdp_w
         self.output_dir = None if output_dir is None else Path(output_dir)

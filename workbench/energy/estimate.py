@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
-import math
 import platform
 import re
 from importlib import resources
@@ -30,8 +29,8 @@ from pathlib import Path
 
 import psutil
 
+from workbench.checks import number
 from workbench.energy.base import EnergyReading, Meter
-from workbench.errors import ConfigError
 from workbench.provenance import ESTIMATED
 from workbench.units import DRAM_W_PER_GB
 
@@ -157,19 +156,12 @@ class EstimateMeter(Meter):
         self.logical_cores = psutil.cpu_count() or 1
         if tdp_w is None:
             self.tdp_w, self.tdp_source = cpu_tdp(cpu_model, self.logical_cores)
-        elif tdp_w > 0 and math.isfinite(tdp_w):
-            self.tdp_w, self.tdp_source = float(tdp_w), f"TDP {tdp_w:g} W (user setting tdp_w)"
         else:
-            raise ConfigError(
-                f"tdp_w={tdp_w!r} is not a power; pass the CPU's full-load watts (> 0), "
-                "or None to look it up by CPU model"
-            )
-        if not (ram_w_per_gb >= 0 and math.isfinite(ram_w_per_gb)):
-            raise ConfigError(
-                f"ram_w_per_gb={ram_w_per_gb!r} is not a power per GB; pass watts >= 0 "
-                f"(default {RAM_W_PER_GB})"
-            )
-        self.ram_w_per_gb = float(ram_w_per_gb)
+            fix = "pass the CPU's full-load watts, or None to look it up by CPU model"
+            self.tdp_w = number("tdp_w", tdp_w, minimum=0, open_low=True, fix=fix)
+            self.tdp_source = f"TDP {tdp_w:g} W (user setting tdp_w)"
+        self.ram_w_per_gb = number("ram_w_per_gb", ram_w_per_gb, minimum=0,
+                                   fix=f"pass watts per GB (default {RAM_W_PER_GB})")  # fmt: skip
         self._process = psutil.Process(pid)
 
     def components(self) -> list[str]:

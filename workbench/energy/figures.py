@@ -8,13 +8,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from workbench.checks import number, whole
 from workbench.energy.base import EnergyReading
 from workbench.energy.carbon import carbon_intensity, co2e_g
-from workbench.errors import ConfigError
 from workbench.units import J_PER_WH
 
 
@@ -92,22 +91,15 @@ def per_inference(
     >>> f.energy_j_per_item, f.energy_j_per_item_net, f.wh_per_million, f.g_co2e_per_million
     (0.01, 0.008, 2.7777777777777777, 1.0)
     """
-    if isinstance(items, bool) or not isinstance(items, int) or items <= 0:
-        raise ConfigError(
-            f"items={items!r} is not a count of inferences; pass the number of items the "
-            "window processed (an int > 0)"
-        )
+    items = whole("items", items, minimum=1, fix="pass the number of items the window processed")
     idle = reading.idle_power_w if idle_power_w is None else idle_power_w
     reading = reading.with_idle(idle)
     if g_co2e_per_kwh is None:
         g_co2e_per_kwh, source = carbon_intensity(region)
-    elif g_co2e_per_kwh >= 0 and math.isfinite(g_co2e_per_kwh):
-        source = "user setting g_co2e_per_kwh"
     else:
-        raise ConfigError(
-            f"g_co2e_per_kwh={g_co2e_per_kwh!r} is not a grid intensity; pass grams CO2e per kWh "
-            "(>= 0), or a region from workbench.energy.carbon"
-        )
+        number("g_co2e_per_kwh", g_co2e_per_kwh, minimum=0,
+               fix="pass grams CO2e per kWh, or a region from workbench.energy.carbon")  # fmt: skip
+        source = "user setting g_co2e_per_kwh"
     per_item = reading.energy_j / items
     per_item_net = reading.energy_j_net / items
     return EnergyFigures(

@@ -1,7 +1,8 @@
 """NVML: NVIDIA GPU energy, from the total-energy counter or from sampled power.
 
-Measured, whole GPU. Part of ``workbench.energy.base``; import it from there. Needs the ``gpu`` extra
-(``nvidia-ml-py``, imported as ``pynvml``) unless an NVML module object is passed in.
+Measured, whole GPU. One of the meters of :mod:`workbench.energy`; import it from there. Needs
+the ``gpu`` extra (``nvidia-ml-py``, imported as ``pynvml``) unless an NVML module object is
+passed in.
 
 Example
 -------
@@ -23,8 +24,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from workbench.checks import number
 from workbench.energy.base import EnergyReading, Meter
-from workbench.errors import BackendUnavailableError, ConfigError, EnergyError, MissingExtraError
+from workbench.errors import BackendUnavailableError, EnergyError, MissingExtraError
 from workbench.provenance import MEASURED
 
 
@@ -161,11 +163,8 @@ class NvmlMeter(Meter):
         use_energy_counter: bool = True,
     ) -> None:
         super().__init__()
-        if not 0 < sample_interval_s <= 0.1:
-            raise ConfigError(
-                f"sample_interval_s={sample_interval_s!r} is out of range; sample at least "
-                "10 times a second: 0 < sample_interval_s <= 0.1"
-            )
+        number("sample_interval_s", sample_interval_s, minimum=0, maximum=0.1, open_low=True,
+               fix="sample at least 10 times a second")  # fmt: skip
         self._nvml = _import_pynvml() if nvml is None else nvml
         try:
             self._nvml.nvmlInit()

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.checks import number
 from workbench.errors import ConfigError
 
 NO_ANSWER = 0  # status recorded for a request that got no HTTP answer
@@ -215,11 +216,8 @@ def fixed_time_model(path: str | Path, depth: int = 60, dim: int = 256) -> Path:
 
 def constant_rate(rate_per_s: float, duration_s: float, start_s: float = 0.0) -> np.ndarray:
     """Evenly spaced send times: ``rate_per_s`` requests a second for ``duration_s`` seconds."""
-    if rate_per_s <= 0 or duration_s <= 0:
-        raise ConfigError(
-            f"rate_per_s={rate_per_s}, duration_s={duration_s}: both must be > 0; "
-            "pass a positive rate and duration"
-        )
+    number("rate_per_s", rate_per_s, minimum=0, open_low=True, fix="pass requests per second")
+    number("duration_s", duration_s, minimum=0, open_low=True, fix="pass seconds of traffic")
     return start_s + np.arange(int(round(rate_per_s * duration_s))) / rate_per_s
 
 

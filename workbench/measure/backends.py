@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.checks import whole
 from workbench.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -44,12 +45,8 @@ def logical_cores() -> int:
 def check_threads(threads: int) -> int:
     """Validate an intra-op thread count against this machine."""
     cores = logical_cores()
-    if not isinstance(threads, (int, np.integer)) or threads < 1 or threads > cores:
-        raise ConfigError(
-            f"threads={threads} is outside this machine's range: use 1..{cores} "
-            f"({cores} logical cores available)"
-        )
-    return int(threads)
+    fix = f"use 1..{cores} ({cores} logical cores available)"
+    return whole("threads", threads, minimum=1, maximum=cores, fix=fix)
 
 
 def cuda_available() -> bool:

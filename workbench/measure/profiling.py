@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.checks import number, whole
 from workbench.energy import EnergyFigures, Meter, per_inference
 from workbench.errors import ConfigError
 from workbench.measure.backends import (
@@ -68,20 +69,14 @@ class ProfileConfig:
     def validated(self) -> ProfileConfig:
         """A copy with ``threads`` resolved; raises ConfigError naming a bad field."""
         for name in ("batch_size", "iterations", "min_iterations", "operator_iterations"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name}={value!r} must be a whole number >= 1")
-        if not isinstance(self.warmup, (int, np.integer)) or self.warmup < 0:
-            raise ConfigError(f"warmup={self.warmup!r} must be a whole number >= 0")
-        if not self.max_seconds > 0:
-            raise ConfigError(f"max_seconds={self.max_seconds!r} must be > 0")
-        if self.energy and not 0 < self.energy_min_seconds <= self.max_seconds:
-            raise ConfigError(
-                f"energy_min_seconds={self.energy_min_seconds!r} must be > 0 and at most "
-                f"max_seconds={self.max_seconds!r}: an energy window needs time to be read"
-            )
-        if self.energy and not self.idle_seconds >= 0:
-            raise ConfigError(f"idle_seconds={self.idle_seconds!r} must be >= 0 (0 skips it)")
+            whole(name, getattr(self, name), minimum=1)
+        whole("warmup", self.warmup, minimum=0, fix="0 skips the warm-up")
+        number("max_seconds", self.max_seconds, minimum=0, open_low=True)
+        if self.energy:
+            number("energy_min_seconds", self.energy_min_seconds, minimum=0,
+                   maximum=self.max_seconds, open_low=True,
+                   fix="an energy window needs time to be read, within max_seconds")  # fmt: skip
+            number("idle_seconds", self.idle_seconds, minimum=0, fix="0 skips it")
         check_backend(self.backend, self.device)
         threads = logical_cores() if self.threads is None else check_threads(self.threads)
         return replace(self, threads=threads)
@@ -134,6 +129,23 @@ class Profile:
 
     _NON_SCALAR = ("operators", "latencies_ms", "environment", "energy")
     _CONFIG = ("backend", "device", "batch_size", "threads", "iterations", "warmup")
+    #: The columns of :meth:`to_dict` a table of profiles shows (the CLI, the profile panel).
+    SUMMARY_COLUMNS = (
+        "run_id",
+        "backend",
+        "device",
+        "batch_size",
+        "threads",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "latency_ms_p99",
+        "latency_ms_max",
+        "throughput_items_per_s",
+        "memory_peak_mb",
+        "flops_per_item",
+    )
+    #: The energy columns of :meth:`to_dict` (present when measured with ``energy=True``).
+    ENERGY_COLUMNS = ("energy_j_per_item", "power_w_avg", "co2e_g_per_1m", "energy_method")
 
     def to_dict(self) -> dict[str, Any]:
         """Scalar fields (one row of a table), with the energy figures flattened in."""

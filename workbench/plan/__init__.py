@@ -14,7 +14,7 @@ Example
 -------
 >>> from workbench.plan import BatchLatencyCurve, ServerConfig, poisson_trace, simulate
 >>> curve = BatchLatencyCurve(batch_sizes=(1, 8), service_times_ms=(1.0, 2.0))
->>> result = simulate(poisson_trace(100.0, 5.0, seed=0), curve, ServerConfig())
+>>> result = simulate(poisson_trace(100.0, 5.0, seed=0), curve, ServerConfig(max_batch_rows=8))
 >>> len(result.arrival_s) > 0
 True
 """

@@ -1,9 +1,9 @@
 """Static batch sweep and the batch-latency curve that feeds the serving simulator.
 
 :func:`batch_sweep` measures latency and throughput per batch size with the profiler
-(:func:`workbench.measure.profiling.sweep`) and marks the knee; :func:`sweep_from_store` rebuilds the same
-result from a stored sweep. :class:`BatchLatencyCurve` maps a batch size to the time one batch
-takes (and optionally the energy it uses); build it from a sweep, from stored runs, or from
+(:func:`workbench.measure.profiling.sweep`) and marks the knee; :func:`sweep_from_store` rebuilds
+the same result from a stored sweep. :class:`BatchLatencyCurve` maps a batch size to the time one
+batch takes (and optionally the energy it uses); build it from a sweep, from stored runs, or from
 typed-in points.
 
 The knee
@@ -94,7 +94,7 @@ class BatchLatencyCurve:
             raise ConfigError(
                 f"batch sizes {list(sizes)} must be distinct and ascending; give one time per size"
             )
-        for b, t in zip(sizes, times):
+        for b, t in zip(sizes, times, strict=True):
             if not (isinstance(t, (int, float, np.floating)) and math.isfinite(t) and t > 0):
                 raise ConfigError(
                     f"service time {t!r} ms for batch size {b} must be a finite number > 0"
@@ -158,11 +158,13 @@ class BatchLatencyCurve:
         energy_method = None
         if "energy_j_per_item" in frame and frame["energy_j_per_item"].notna().all():
             per_batch = frame["energy_j_per_item"] * frame["batch_size"]
-            energy = dict(zip(frame["batch_size"], per_batch))
+            energy = dict(zip(frame["batch_size"], per_batch, strict=True))
             methods = set(frame.get("energy_method", pd.Series(["estimated"])).dropna())
             energy_method = "measured" if methods == {"measured"} else "estimated"
         return cls.from_points(
-            zip(frame["batch_size"].astype(int), frame["latency_ms_mean"].astype(float)),
+            zip(
+                frame["batch_size"].astype(int), frame["latency_ms_mean"].astype(float), strict=True
+            ),
             energy_j_per_batch=energy,
             method="measured",
             energy_method=energy_method,
@@ -180,7 +182,7 @@ class BatchLatencyCurve:
             raise ConfigError(
                 f"batch size {batch_size} is above the largest measured size "
                 f"{self.max_batch_size} of the latency curve; measure larger batches or lower "
-                "max_batch_size"
+                "max_batch_rows"
             )
         return float(np.interp(batch_size, self.batch_sizes, self.service_times_ms))
 
@@ -226,7 +228,8 @@ class BatchLatencyCurve:
                 "batch_size": self.batch_sizes,
                 "service_ms": self.service_times_ms,
                 "throughput_items_per_s": [
-                    b / (t / 1e3) for b, t in zip(self.batch_sizes, self.service_times_ms)
+                    b / (t / 1e3)
+                    for b, t in zip(self.batch_sizes, self.service_times_ms, strict=True)
                 ],
             }
         )
@@ -266,7 +269,9 @@ def knee_batch_size(
     if len(batch_sizes) == 0 or len(batch_sizes) != len(throughputs):
         raise ConfigError("knee_batch_size needs one throughput per batch size")
     best = max(throughputs)
-    return int(min(b for b, x in zip(batch_sizes, throughputs) if x >= fraction * best))
+    return int(
+        min(b for b, x in zip(batch_sizes, throughputs, strict=True) if x >= fraction * best)
+    )
 
 
 @dataclass
@@ -287,6 +292,18 @@ class BatchSweep:
     curve: BatchLatencyCurve
     knee_rule: str
     idle_power_w: float | None = None
+
+    #: The columns of :meth:`to_frame` a sweep table shows (the CLI, the batching panel).
+    SUMMARY_COLUMNS = (
+        "batch_size",
+        "threads",
+        "latency_ms_p50",
+        "latency_ms_p99",
+        "throughput_items_per_s",
+        "share_of_max_throughput",
+        "is_knee",
+        "run_id",
+    )
 
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
@@ -331,11 +348,11 @@ def batch_sweep(
 ) -> BatchSweep:
     """Measure each batch size with the profiler (stored like any sweep) and mark the knee.
 
-    ``settings`` go to :func:`workbench.measure.profiling.sweep` (``max_seconds=``, ``iterations=``, ...);
-    ``energy=True`` also measures energy per item, which the curve turns into energy per batch
-    (the gross figure: a batch's energy includes the idle draw while it runs, and the simulator
-    adds idle power only in the gaps). Resuming a stored ``sweep_id`` reads the finished sizes
-    back from the store.
+    ``settings`` go to :func:`workbench.measure.profiling.sweep` (``max_seconds=``, ``iterations=``,
+    ...); ``energy=True`` also measures energy per item, which the curve turns into energy per batch
+    (the gross figure: a batch's energy includes the idle draw while it runs, and the simulator adds
+    idle power only in the gaps). Resuming a stored ``sweep_id`` reads the finished sizes back from
+    the store.
     """
     from workbench.measure.profiling import sweep
 
@@ -370,7 +387,7 @@ def sweep_from_store(
     threads: int | None = None,
     knee_fraction: float = KNEE_FRACTION,
 ) -> BatchSweep:
-    """The :class:`BatchSweep` of a stored profile sweep (``workbench runs --sweep ID``)."""
+    """The :class:`BatchSweep` of a stored profile sweep (``workbench runs --sweep-id ID``)."""
     db = store if isinstance(store, RunStore) else RunStore(_store_path(store))
     try:
         runs = db.runs(sweep_id=sweep_id, kind="profile")

@@ -1,11 +1,12 @@
-"""Response caching: hit rate and money saved by an LRU cache with a capacity and a TTL.
+"""Response caching: hit rate and money saved by an LRU cache with a size bound and a TTL.
 
-The cache holds up to ``capacity`` responses, keyed by the request (its input's hash in a real
+The cache holds up to ``max_entries`` responses, keyed by the request (its input's hash in a real
 server). A request whose key is cached and fresh is a hit: no inference runs and the entry becomes
 the most recently used. Otherwise it is a miss: the model runs and the response is stored, evicting
 the least recently used entry when full. An entry expires ``ttl_s`` seconds after it was stored
 (a hit does not extend it) and is dropped at that instant: a request at exactly
-``stored + ttl_s`` misses. This is ``cachetools.TTLCache``'s behaviour.
+``stored + ttl_s`` misses. This is ``cachetools.TTLCache``'s behaviour. ``max_entries`` and
+``ttl_s`` are the bundle manifest's ``cache`` settings (:class:`serving.manifest.Cache`).
 
 Money: every miss costs one inference at ``usd_per_million`` (per million items); hits are taken
 as free (a lookup costs microseconds against a model call), so the saving is
@@ -16,14 +17,13 @@ recorded trace (:func:`workbench.plan.traces.read_trace_csv` with ``key_column=`
 
 Example
 -------
->>> r = simulate_cache(["a", "b", "a", "c", "b", "a"], capacity=2)
+>>> r = simulate_cache(["a", "b", "a", "c", "b", "a"], max_entries=2)
 >>> r.hits, r.misses, r.evictions
 (1, 5, 3)
 """
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from workbench.checks import number, whole
 from workbench.errors import ConfigError
 from workbench.plan.traces import ArrivalTrace, trace_from_times
 
@@ -43,11 +44,9 @@ def zipf_keys(n_requests: int, n_keys: int, exponent: float = 1.0, seed: int = 0
     >>> keys.count("k1") > keys.count("k50")
     True
     """
-    for name, value in (("n_requests", n_requests), ("n_keys", n_keys)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f"{name}={value!r} must be a whole number >= 1")
-    if not (isinstance(exponent, (int, float)) and math.isfinite(exponent) and exponent >= 0):
-        raise ConfigError(f"exponent={exponent!r} must be a number >= 0 (0 is uniform)")
+    whole("n_requests", n_requests, minimum=1)
+    whole("n_keys", n_keys, minimum=1)
+    number("exponent", exponent, minimum=0, fix="0 is uniform")
     weights = 1.0 / np.arange(1, n_keys + 1) ** exponent
     ranks = np.random.default_rng(seed).choice(n_keys, size=n_requests, p=weights / weights.sum())
     return [f"k{r + 1}" for r in ranks]
@@ -57,11 +56,11 @@ def zipf_keys(n_requests: int, n_keys: int, exponent: float = 1.0, seed: int = 0
 class CacheResult:
     """Outcome of one cache setting over a key trace.
 
-    ``evictions`` count entries pushed out by capacity, ``expirations`` entries dropped by the TTL.
-    Money fields are ``None`` without a cost per million.
+    ``evictions`` count entries pushed out by the size bound, ``expirations`` entries dropped by
+    the TTL. Money fields are ``None`` without a cost per million.
     """
 
-    capacity: int
+    max_entries: int
     ttl_s: float | None
     requests: int
     hits: int
@@ -77,27 +76,23 @@ def simulate_cache(
     keys: Sequence[str] | ArrivalTrace,
     times_s: Sequence[float] | None = None,
     *,
-    capacity: int,
+    max_entries: int,
     ttl_s: float | None = None,
     usd_per_million: float | None = None,
 ) -> CacheResult:
-    """Replay ``keys`` (or a trace with keys) through an LRU cache of ``capacity`` entries.
+    """Replay ``keys`` (or a trace with keys) through an LRU cache of ``max_entries`` entries.
 
     ``times_s`` (sorted arrival seconds, one per key) is needed for a TTL; a trace brings its own.
-    ``capacity=0`` is no cache (every request misses).
+    ``max_entries=0`` is no cache (every request misses).
     """
     keys, times = _keys_and_times(keys, times_s)
-    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 0:
-        raise ConfigError(f"capacity={capacity!r} must be a whole number >= 0 (entries)")
+    whole("max_entries", max_entries, minimum=0, fix="0 is no cache")
     if ttl_s is not None:
-        if not (isinstance(ttl_s, (int, float)) and ttl_s > 0):
-            raise ConfigError(f"ttl_s={ttl_s!r} must be a number > 0, or None for no expiry")
+        number("ttl_s", ttl_s, minimum=0, open_low=True, fix="or None for no expiry")
         if times is None:
             raise ConfigError("a TTL needs arrival times: pass times_s= or a trace with keys")
-    if usd_per_million is not None and not (
-        isinstance(usd_per_million, (int, float)) and usd_per_million >= 0
-    ):
-        raise ConfigError(f"usd_per_million={usd_per_million!r} must be a number >= 0")
+    if usd_per_million is not None:
+        number("usd_per_million", usd_per_million, minimum=0)
     recency: OrderedDict[str, float] = OrderedDict()  # least recently used first
     stored: OrderedDict[str, float] = OrderedDict()  # oldest stored first = first to expire
     hits = evictions = expirations = 0
@@ -112,9 +107,9 @@ def simulate_cache(
             hits += 1
             recency.move_to_end(key)
             continue
-        if capacity == 0:
+        if max_entries == 0:
             continue
-        if len(recency) >= capacity:
+        if len(recency) >= max_entries:
             old, _ = recency.popitem(last=False)
             del stored[old]
             evictions += 1
@@ -123,7 +118,7 @@ def simulate_cache(
     n = len(keys)
     rate = hits / n
     return CacheResult(
-        capacity=int(capacity),
+        max_entries=int(max_entries),
         ttl_s=ttl_s,
         requests=n,
         hits=hits,
@@ -158,17 +153,20 @@ def cache_sweep(
     keys: Sequence[str] | ArrivalTrace,
     times_s: Sequence[float] | None = None,
     *,
-    capacities: Sequence[int],
+    max_entries: Sequence[int],
     ttls_s: Sequence[float | None] = (None,),
     usd_per_million: float | None = None,
 ) -> pd.DataFrame:
-    """:func:`simulate_cache` for every capacity x TTL, one row each."""
+    """:func:`simulate_cache` for every size bound in ``max_entries`` x TTL in ``ttls_s``, one row
+    each."""
     keys_list, times = _keys_and_times(keys, times_s)
     rows = [
         asdict(
-            simulate_cache(keys_list, times, capacity=c, ttl_s=ttl, usd_per_million=usd_per_million)
+            simulate_cache(
+                keys_list, times, max_entries=size, ttl_s=ttl, usd_per_million=usd_per_million
+            )
         )
         for ttl in ttls_s
-        for c in capacities
+        for size in max_entries
     ]
     return pd.DataFrame(rows)

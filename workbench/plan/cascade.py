@@ -1,17 +1,18 @@
 """Cascades: a small model answers first; items it is unsure of escalate to a large model.
 
 An item escalates when its **confidence** under the small model is below a threshold. Confidence
-is the maximum softmax probability (``"max_prob"``), the gap between the two largest
+is the maximum softmax probability (``"max_softmax"``), the gap between the two largest
 probabilities (``"margin"``), or any callable mapping the small model's probability rows to one
-score per item. Every item runs the small model; escalated items also run the large one, so per
-item::
+score per item. The two named methods are the runtime's (the bundle manifest's
+``cascade.confidence``), so a threshold picked here means the same when served. Every item
+runs the small model; escalated items also run the large one, so per item::
 
     usd_per_million = small_usd_per_million + escalation_rate * large_usd_per_million
     energy_j_per_item = small_energy_j_per_item + escalation_rate * large_energy_j_per_item
 
-(the same arithmetic as :func:`workbench.cost.model.cascade_effective`). :func:`cascade_sweep` scores
-every threshold on held-out data (a cascade answer is the large model's for escalated items and
-the small model's otherwise); :func:`pick_threshold` returns the cheapest threshold meeting an
+(the same arithmetic as :func:`workbench.cost.model.cascade_effective`). :func:`cascade_sweep`
+scores every threshold on held-out data (a cascade answer is the large model's for escalated items
+and the small model's otherwise); :func:`pick_threshold` returns the cheapest threshold meeting an
 accuracy target. Probabilities come from :func:`model_probabilities` (the only function here that
 runs a model).
 
@@ -34,7 +35,6 @@ Example
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.checks import fraction, number
 from workbench.errors import ConfigError
 
 Confidence = str | Callable[[np.ndarray], np.ndarray]
@@ -54,9 +55,8 @@ def usd_per_million_items(usd_per_h: float, throughput_items_per_s: float) -> fl
     >>> round(usd_per_million_items(0.17, 1000.0), 4)
     0.0472
     """
-    for name, value in (("usd_per_h", usd_per_h), ("throughput", throughput_items_per_s)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ConfigError(f"{name}={value!r} must be a number > 0")
+    number("usd_per_h", usd_per_h, minimum=0, open_low=True)
+    number("throughput_items_per_s", throughput_items_per_s, minimum=0, open_low=True)
     return usd_per_h / 3600.0 / throughput_items_per_s * 1e6
 
 
@@ -68,7 +68,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def confidence(probs: np.ndarray, method: Confidence = "max_prob") -> np.ndarray:
+def confidence(probs: np.ndarray, method: Confidence = "max_softmax") -> np.ndarray:
     """One confidence score per row of ``probs`` (see the module docstring)."""
     p = _probs("probs", probs)
     if callable(method):
@@ -79,14 +79,14 @@ def confidence(probs: np.ndarray, method: Confidence = "max_prob") -> np.ndarray
                 "(or non-finite ones); return one finite score per row"
             )
         return scores
-    if method == "max_prob":
+    if method == "max_softmax":
         return p.max(axis=1)
     if method == "margin":
         if p.shape[1] < 2:
             raise ConfigError("margin confidence needs at least two classes")
         top = np.sort(p, axis=1)
         return top[:, -1] - top[:, -2]
-    raise ConfigError(f"confidence={method!r} must be 'max_prob', 'margin' or a callable")
+    raise ConfigError(f"confidence={method!r} must be 'max_softmax', 'margin' or a callable")
 
 
 def _probs(name: str, probs: np.ndarray) -> np.ndarray:
@@ -137,7 +137,7 @@ def cascade_sweep(
     *,
     small_usd_per_million: float,
     large_usd_per_million: float,
-    confidence_method: Confidence = "max_prob",
+    confidence_method: Confidence = "max_softmax",
     thresholds: Sequence[float] | None = None,
     small_energy_j_per_item: float | None = None,
     large_energy_j_per_item: float | None = None,
@@ -158,8 +158,7 @@ def cascade_sweep(
         ("small_usd_per_million", small_usd_per_million),
         ("large_usd_per_million", large_usd_per_million),
     ):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise ConfigError(f"{name}={value!r} must be a number >= 0 (see usd_per_million_items)")
+        number(name, value, minimum=0, fix="see usd_per_million_items")
     conf = confidence(small, confidence_method)
     if thresholds is None:
         levels = np.unique(conf)
@@ -204,8 +203,7 @@ def cascade_sweep(
 def pick_threshold(sweep: CascadeSweep, min_accuracy: float) -> CascadeChoice:
     """The cheapest threshold (fewest escalations) whose accuracy reaches ``min_accuracy``;
     among equally cheap ones, the most accurate."""
-    if not 0 <= min_accuracy <= 1:
-        raise ConfigError(f"min_accuracy={min_accuracy!r} must lie in [0, 1]")
+    fraction("min_accuracy", min_accuracy)
     ok = sweep.frame[sweep.frame["accuracy"] >= min_accuracy]
     if ok.empty:
         best = sweep.frame["accuracy"].max()

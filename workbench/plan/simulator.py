@@ -3,20 +3,24 @@
 The server
 ----------
 ``instances`` identical model instances share one FIFO queue. Requests carry ``rows`` items; a
-batch holds at most ``max_batch_size`` rows. The policy is Triton's dynamic batcher:
+batch holds at most ``max_batch_rows`` rows. The knobs are the bundle manifest's ``batching``
+section (:class:`serving.manifest.Batching`), with its defaults; the policy is Triton's dynamic
+batcher:
 
 - whenever an instance is free and requests are queued, it takes a batch at once if the queued
-  rows fill ``max_batch_size``, or if the oldest queued request has waited ``max_queue_delay_ms``;
+  rows fill ``max_batch_rows``, or if the oldest queued request has waited ``max_delay_ms``;
 - otherwise it waits until the batch fills or the oldest request's delay runs out, whichever comes
-  first. ``max_queue_delay_ms=0`` means "take what is queued, never wait";
+  first. ``max_delay_ms=0`` means "take what is queued, never wait";
 - a batch takes queued requests in arrival order while they fit (a request is never split);
-- a request that finds ``queue_limit`` requests already waiting (not counting those in service)
-  is dropped (Triton's ``max_queue_size``; ``None`` means unbounded).
+- the queue holds at most ``max_queue_rows`` rows waiting (not counting those in service), as in
+  the runtime: a request of ``k`` rows takes ``k`` places, and one that does not fit is dropped
+  (``None`` means unbounded).
 
 A batch of ``b`` rows occupies its instance for ``curve.service_s(b)``: deterministic, from the
-measured batch-latency curve (:class:`workbench.plan.batch_curve.BatchLatencyCurve`). Each served request's
-latency is queueing + service + ``request_overhead_ms`` (a constant per-request cost outside the
-batch, such as HTTP and decoding; it does not occupy an instance).
+measured batch-latency curve (:class:`workbench.plan.batch_curve.BatchLatencyCurve`), which must
+reach ``max_batch_rows``. Each served request's latency is queueing + service +
+``request_overhead_ms`` (a constant per-request cost outside the batch, such as HTTP and
+decoding; it does not occupy an instance).
 
 Event order: one event at a time, completions before arrivals at the same instant, arrivals in
 trace order, and the dispatch rule above is applied after every event. So a request arriving at
@@ -39,7 +43,7 @@ Example
 >>> from workbench.plan.traces import trace_from_times
 >>> curve = BatchLatencyCurve.from_points({1: 10.0, 2: 12.0})
 >>> trace = trace_from_times([0.000, 0.001, 0.002])
->>> result = simulate(trace, curve, ServerConfig(max_batch_size=2, max_queue_delay_ms=5.0))
+>>> result = simulate(trace, curve, ServerConfig(max_batch_rows=2, max_delay_ms=5.0))
 >>> result.finish_s.round(4).tolist()  # batch {0, 1} at 1 ms ends at 13 ms; then {2}: 13 + 10 ms
 [0.013, 0.013, 0.023]
 """
@@ -55,59 +59,60 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from serving.manifest import Batching
+from workbench.checks import number, one_of, whole
 from workbench.errors import ConfigError
 from workbench.plan.batch_curve import BatchLatencyCurve
 from workbench.plan.traces import ArrivalTrace
 from workbench.provenance import METHODS, weakest_method
 
 
-def _whole(name: str, value: Any, low: int, fix: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name}={value!r} must be a whole number >= {low}; {fix}")
-
-
-def _number(name: str, value: Any, low: float, fix: str) -> None:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < low:
-        raise ConfigError(f"{name}={value!r} must be a finite number >= {low:g}; {fix}")
-
-
 @dataclass(frozen=True)
 class ServerConfig:
     """Batch-queue settings of one server (see the module docstring for the policy).
 
+    The three batching knobs carry the names and defaults of the bundle manifest's ``batching``
+    section (:class:`serving.manifest.Batching`), so a plan carries over to the served bundle.
+
     Attributes
     ----------
-    max_batch_size:
+    max_batch_rows:
         Most rows in one batch (1 turns batching off).
-    max_queue_delay_ms:
+    max_delay_ms:
         Longest the oldest queued request waits for a batch to fill; 0: never wait.
-    queue_limit:
-        Most requests waiting (not in service); more are dropped. ``None``: unbounded.
+    max_queue_rows:
+        Most rows waiting (not in service); a request that does not fit is dropped. ``None``:
+        unbounded.
     instances:
         Model instances serving the queue in parallel.
     request_overhead_ms:
         Constant per-request time outside the batch (protocol, decoding), added to latency.
     """
 
-    max_batch_size: int = 1
-    max_queue_delay_ms: float = 0.0
-    queue_limit: int | None = None
+    max_batch_rows: int = Batching.max_batch_rows
+    max_delay_ms: float = Batching.max_delay_ms
+    max_queue_rows: int | None = Batching.max_queue_rows
     instances: int = 1
     request_overhead_ms: float = 0.0
 
     def __post_init__(self) -> None:
-        _whole("max_batch_size", self.max_batch_size, 1, "use 1 to turn batching off")
-        _number(
-            "max_queue_delay_ms",
-            self.max_queue_delay_ms,
-            0.0,
-            "0 means take what is queued without waiting",
-        )
-        if self.queue_limit is not None:
-            _whole("queue_limit", self.queue_limit, 1, "use None for an unbounded queue")
-        _whole("instances", self.instances, 1, "serve with at least one instance")
-        _number("request_overhead_ms", self.request_overhead_ms, 0.0, "use 0 for none")
+        whole("max_batch_rows", self.max_batch_rows, minimum=1, fix="use 1 to turn batching off")
+        delay_fix = "0 means take what is queued without waiting"
+        if number("max_delay_ms", self.max_delay_ms, fix=delay_fix) < 0:
+            # `workbench batching --max-delay-ms` promises this wording (test_cli_batching);
+            # number()'s range message leaves out "a finite number"
+            raise ConfigError(
+                f"max_delay_ms={self.max_delay_ms!r} must be a finite number >= 0; {delay_fix}"
+            )
+        if self.max_queue_rows is not None:
+            whole(
+                "max_queue_rows",
+                self.max_queue_rows,
+                minimum=1,
+                fix="use None for an unbounded queue",
+            )
+        whole("instances", self.instances, minimum=1, fix="serve with at least one instance")
+        number("request_overhead_ms", self.request_overhead_ms, minimum=0, fix="use 0 for none")
 
 
 @dataclass(frozen=True)
@@ -121,16 +126,15 @@ class PowerModel:
     method: str = "estimated"
 
     def __post_init__(self) -> None:
-        _number("idle_w", self.idle_w, 0.0, "give the instance's idle draw in watts")
+        number("idle_w", self.idle_w, minimum=0, fix="give the instance's idle draw in watts")
         if self.busy_w is not None:
-            _number("busy_w", self.busy_w, 0.0, "give the draw while serving, in watts")
+            number("busy_w", self.busy_w, minimum=0, fix="give the draw while serving, in watts")
             if self.busy_w < self.idle_w:
                 raise ConfigError(
                     f"busy_w={self.busy_w} is below idle_w={self.idle_w}; busy power includes "
                     "the idle draw"
                 )
-        if self.method not in METHODS:
-            raise ConfigError(f"method={self.method!r} must be one of {', '.join(METHODS)}")
+        one_of("method", self.method, METHODS)
 
 
 @dataclass
@@ -216,8 +220,7 @@ def figures_from_requests(
     finish = np.asarray(finish_s, dtype=np.float64)
     if arrival.shape != finish.shape or arrival.ndim != 1 or len(arrival) == 0:
         raise ConfigError("arrival_s and finish_s must be 1-d arrays of equal, non-zero length")
-    if method not in METHODS:
-        raise ConfigError(f"method={method!r} must be one of {', '.join(METHODS)}")
+    one_of("method", method, METHODS)
     row_arr = np.ones(len(arrival)) if rows is None else np.asarray(rows, dtype=np.float64)
     served = np.isfinite(finish)
     if window_s is None:
@@ -276,6 +279,19 @@ class SimulationResult:
     batch_service_s: np.ndarray
     notes: list[str] = field(default_factory=list)
 
+    #: The columns of :meth:`to_frame` a table of simulations shows (the CLI).
+    SUMMARY_COLUMNS = (
+        "max_batch_rows",
+        "max_delay_ms",
+        "instances",
+        "latency_ms_p50",
+        "latency_ms_p99",
+        "throughput_items_per_s",
+        "utilisation",
+        "mean_batch_size",
+        "dropped",
+    )
+
     @property
     def dropped(self) -> np.ndarray:
         return self.batch < 0
@@ -310,6 +326,19 @@ class SimulationResult:
         return pd.concat([pd.DataFrame([asdict(self.config)]), self.figures.to_frame()], axis=1)
 
 
+@dataclass
+class _Timeline:
+    """What the event loop decided: per request its batch's start and index (-1: dropped), per
+    batch its start, rows, requests and instance."""
+
+    start: list[float]
+    batch_of: list[int]
+    b_start: list[float] = field(default_factory=list)
+    b_rows: list[int] = field(default_factory=list)
+    b_reqs: list[int] = field(default_factory=list)
+    b_inst: list[int] = field(default_factory=list)
+
+
 def simulate(
     trace: ArrivalTrace,
     curve: BatchLatencyCurve,
@@ -321,29 +350,71 @@ def simulate(
     Without ``power`` the energy fields are ``None``.
     """
     cfg = config or ServerConfig()
-    max_b = cfg.max_batch_size
+    max_b = cfg.max_batch_rows
     times, rows = trace.times_s, trace.rows
     too_big = np.flatnonzero(rows > max_b)
     if len(too_big):
         i = int(too_big[0])
         raise ConfigError(
-            f"request {i} carries {rows[i]} rows, more than max_batch_size={max_b}; raise "
-            "max_batch_size or split the request"
+            f"request {i} carries {rows[i]} rows, more than max_batch_rows={max_b}; raise "
+            "max_batch_rows or split the request"
         )
     service = [0.0] + [curve.service_s(b) for b in range(1, max_b + 1)]
+    energy_of = None  # energy per batch by rows, when the curve supplies the busy energy
     if power is not None and power.busy_w is None:
         energy_of = [0.0] + [curve.energy_j(b) for b in range(1, max_b + 1)]
-    delay = cfg.max_queue_delay_ms / 1e3
-    limit = cfg.queue_limit
-    n = len(times)
-    t_list = times.tolist()
-    r_list = rows.tolist()
-    start = [math.nan] * n
-    batch_of = [-1] * n
-    b_start: list[float] = []
-    b_rows: list[int] = []
-    b_reqs: list[int] = []
-    b_inst: list[int] = []
+    timeline = _run_queue(times.tolist(), rows.tolist(), service, cfg)
+    b_service = np.array([service[b] for b in timeline.b_rows], dtype=np.float64)
+    start_arr = np.array(timeline.start, dtype=np.float64)
+    batch_arr = np.array(timeline.batch_of, dtype=np.int64)
+    served = batch_arr >= 0
+    finish_arr = np.full(len(times), np.nan)
+    finish_arr[served] = (
+        start_arr[served] + b_service[batch_arr[served]] + cfg.request_overhead_ms / 1e3
+    )
+    window = max(trace.duration_s, float(np.nanmax(finish_arr)) if served.any() else 0.0)
+    busy_s = float(b_service.sum())
+    idle_s = cfg.instances * window - busy_s
+    energy, energy_method = _energy(curve, power, energy_of, timeline.b_rows, idle_s, busy_s)
+    figures = figures_from_requests(
+        times,
+        finish_arr,
+        rows=rows,
+        window_s=window,
+        method="estimated",
+        start_s=start_arr,
+        busy_s=busy_s,
+        instances=cfg.instances,
+        batch_rows=np.array(timeline.b_rows),
+        energy_j=energy,
+        energy_method=energy_method,
+    )
+    return SimulationResult(
+        config=cfg,
+        figures=figures,
+        arrival_s=times,
+        start_s=start_arr,
+        finish_s=finish_arr,
+        batch=batch_arr,
+        batch_start_s=np.array(timeline.b_start, dtype=np.float64),
+        batch_rows=np.array(timeline.b_rows, dtype=np.int64),
+        batch_requests=np.array(timeline.b_reqs, dtype=np.int64),
+        batch_instance=np.array(timeline.b_inst, dtype=np.int64),
+        batch_service_s=b_service,
+        notes=[f"service times: {curve.method} ({curve.source})"],
+    )
+
+
+def _run_queue(
+    t_list: list[float], r_list: list[int], service: list[float], cfg: ServerConfig
+) -> _Timeline:
+    """The event loop of the module docstring over arrivals ``t_list`` of ``r_list`` rows;
+    ``service[b]`` is the time of a batch of ``b`` rows."""
+    max_b = cfg.max_batch_rows
+    delay = cfg.max_delay_ms / 1e3
+    limit = cfg.max_queue_rows
+    n = len(t_list)
+    timeline = _Timeline(start=[math.nan] * n, batch_of=[-1] * n)
     queue: deque[int] = deque()
     queued_rows = 0
     free = list(range(cfg.instances))  # a heap: the lowest-numbered free instance serves first
@@ -361,7 +432,7 @@ def simulate(
             heapq.heappush(free, inst)
         elif t_arr <= t_timer and t_arr < inf:
             t = t_arr
-            if limit is None or len(queue) < limit:  # else dropped: stays NaN / -1
+            if limit is None or queued_rows + r_list[i] <= limit:  # else dropped: stays NaN / -1
                 queue.append(i)
                 queued_rows += r_list[i]
             i += 1
@@ -371,67 +442,47 @@ def simulate(
             break
         while free and queue and (queued_rows >= max_b or t_list[queue[0]] + delay <= t):
             inst = heapq.heappop(free)
-            index = len(b_start)
-            total = 0
-            count = 0
-            while queue and total + r_list[queue[0]] <= max_b:
-                j = queue.popleft()
-                total += r_list[j]
-                count += 1
-                start[j] = t
-                batch_of[j] = index
+            total = _take_batch(queue, r_list, max_b, t, inst, timeline)
             queued_rows -= total
-            b_start.append(t)
-            b_rows.append(total)
-            b_reqs.append(count)
-            b_inst.append(inst)
             heapq.heappush(busy, (t + service[total], inst))
-    b_service = np.array([service[b] for b in b_rows], dtype=np.float64)
-    start_arr = np.array(start, dtype=np.float64)
-    batch_arr = np.array(batch_of, dtype=np.int64)
-    served = batch_arr >= 0
-    finish_arr = np.full(n, np.nan)
-    finish_arr[served] = (
-        start_arr[served] + b_service[batch_arr[served]] + cfg.request_overhead_ms / 1e3
-    )
-    window = max(trace.duration_s, float(np.nanmax(finish_arr)) if served.any() else 0.0)
-    busy_s = float(b_service.sum())
-    energy = energy_method = None
-    if power is not None:
-        idle_s = cfg.instances * window - busy_s
-        if power.busy_w is None:
-            energy = float(sum(energy_of[b] for b in b_rows)) + power.idle_w * idle_s
-            energy_method = weakest_method(power.method, curve.energy_method or "estimated")
-        else:
-            energy = power.busy_w * busy_s + power.idle_w * idle_s
-            energy_method = power.method
-    figures = figures_from_requests(
-        times,
-        finish_arr,
-        rows=rows,
-        window_s=window,
-        method="estimated",
-        start_s=start_arr,
-        busy_s=busy_s,
-        instances=cfg.instances,
-        batch_rows=np.array(b_rows),
-        energy_j=energy,
-        energy_method=energy_method,
-    )
-    return SimulationResult(
-        config=cfg,
-        figures=figures,
-        arrival_s=times,
-        start_s=start_arr,
-        finish_s=finish_arr,
-        batch=batch_arr,
-        batch_start_s=np.array(b_start, dtype=np.float64),
-        batch_rows=np.array(b_rows, dtype=np.int64),
-        batch_requests=np.array(b_reqs, dtype=np.int64),
-        batch_instance=np.array(b_inst, dtype=np.int64),
-        batch_service_s=b_service,
-        notes=[f"service times: {curve.method} ({curve.source})"],
-    )
+    return timeline
+
+
+def _take_batch(
+    queue: deque[int], r_list: list[int], max_b: int, t: float, inst: int, timeline: _Timeline
+) -> int:
+    """Start a batch at ``t`` on ``inst`` with the queued requests that fit; returns its rows."""
+    index = len(timeline.b_start)
+    total = 0
+    count = 0
+    while queue and total + r_list[queue[0]] <= max_b:
+        j = queue.popleft()
+        total += r_list[j]
+        count += 1
+        timeline.start[j] = t
+        timeline.batch_of[j] = index
+    timeline.b_start.append(t)
+    timeline.b_rows.append(total)
+    timeline.b_reqs.append(count)
+    timeline.b_inst.append(inst)
+    return total
+
+
+def _energy(
+    curve: BatchLatencyCurve,
+    power: PowerModel | None,
+    energy_of: list[float] | None,
+    b_rows: list[int],
+    idle_s: float,
+    busy_s: float,
+) -> tuple[float | None, str | None]:
+    """Energy over the window (J) and its method; ``(None, None)`` without ``power``."""
+    if power is None:
+        return None, None
+    if energy_of is not None:
+        energy = float(sum(energy_of[b] for b in b_rows)) + power.idle_w * idle_s
+        return energy, weakest_method(power.method, curve.energy_method or "estimated")
+    return power.busy_w * busy_s + power.idle_w * idle_s, power.method
 
 
 def predict(

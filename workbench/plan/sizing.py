@@ -4,11 +4,11 @@ Candidates are every hardware entry of an editable table (``workbench/data/hardw
 kind, cores, $/h, idle and max watts, an optional latency scale, sources) x every thread count with
 a latency curve x every instance count that fits the entry's cores (``instances x threads <=
 cores``; one instance per GPU). For each, :func:`right_size` finds the fewest machines whose
-simulated p99 (a seeded Poisson trace at ``target_rps / machines`` through
+simulated p99 (a seeded Poisson trace at ``rate_per_s / machines`` through
 :func:`workbench.plan.simulator.simulate`) meets the SLO with no drops and utilisation at most
 ``max_utilisation`` (headroom), then prices it:
 
-- ``usd_per_million = machines x usd_per_h / (target_rps x 3600) x 1e6``;
+- ``usd_per_million = machines x usd_per_h / (rate_per_s x 3600) x 1e6``;
 - energy: each machine draws ``idle_w`` plus ``(max_w - idle_w)`` in proportion to the share of its
   cores busy (``threads / cores`` per busy instance on a CPU; the whole device on a GPU), the
   linear utilisation model of Cloud Carbon Footprint; ``kwh_per_million`` follows, always
@@ -30,11 +30,11 @@ Example
 -------
 >>> from workbench.plan.batch_curve import BatchLatencyCurve
 >>> curve = BatchLatencyCurve.from_points({1: 1.0, 8: 2.0}, method="measured", threads=1)
->>> result = right_size(curve, target_rps=3000, slo_p99_ms=20, requests=2000,
-...                     server=ServerConfig(max_batch_size=8))
+>>> result = right_size(curve, rate_per_s=3000, slo_p99_ms=20, requests=2000,
+...                     server=ServerConfig(max_batch_rows=8))
 >>> best = result.best
 >>> best.hardware, best.threads, best.instances, best.machines, result.binding
-('aws-c6i.xlarge', 1, 3, 1, 'cost')
+('aws-c6i.large', 1, 2, 1, 'cost')
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.checks import fraction, number, whole
 from workbench.errors import ConfigError
 from workbench.plan.batch_curve import BatchLatencyCurve
 from workbench.plan.simulator import PowerModel, ServerConfig, simulate
@@ -136,7 +137,7 @@ def _entry(label: str, line: int, row: dict[str, str | None]) -> HardwareEntry:
     if not name:
         raise ConfigError(f"{where}: name is missing; give each row a name")
 
-    def number(field: str, *, required: bool = True, low: float = 0.0) -> float | None:
+    def cell(field: str, *, required: bool = True, low: float = 0.0) -> float | None:
         text = (row.get(field) or "").strip()
         if not text:
             if required:
@@ -153,10 +154,10 @@ def _entry(label: str, line: int, row: dict[str, str | None]) -> HardwareEntry:
     kind = (row.get("kind") or "").strip().lower()
     if kind not in KINDS:
         raise ConfigError(f"{where}: kind={kind!r} must be cpu or gpu")
-    cores = number("cores", low=1)
+    cores = cell("cores", low=1)
     if cores != int(cores):  # type: ignore[arg-type]
         raise ConfigError(f"{where}: cores={cores} must be a whole number")
-    idle, peak = number("idle_w"), number("max_w")
+    idle, peak = cell("idle_w"), cell("max_w")
     if peak < idle:  # type: ignore[operator]
         raise ConfigError(f"{where}: max_w={peak} is below idle_w={idle}")
     method = (row.get("power_method") or "estimated").strip()
@@ -168,10 +169,10 @@ def _entry(label: str, line: int, row: dict[str, str | None]) -> HardwareEntry:
         name=name,
         kind=kind,
         cores=int(cores),  # type: ignore[arg-type]
-        usd_per_h=number("usd_per_h"),  # type: ignore[arg-type]
+        usd_per_h=cell("usd_per_h"),  # type: ignore[arg-type]
         idle_w=idle,  # type: ignore[arg-type]
         max_w=peak,  # type: ignore[arg-type]
-        latency_scale=number("latency_scale", required=False),
+        latency_scale=cell("latency_scale", required=False),
         power_method=method,
         source=(row.get("source") or "").strip(),
     )
@@ -218,11 +219,25 @@ class SizingResult:
     """The cheapest feasible candidate (``best``, ``None`` if none meets the target), which
     constraint binds it, and every candidate considered with its reason."""
 
-    target_rps: float
+    rate_per_s: float
     slo_p99_ms: float
     best: SizingCandidate | None
     binding: str | None
     candidates: list[SizingCandidate]
+
+    #: The columns of :meth:`to_frame` a sizing table shows (the CLI, the batching panel).
+    SUMMARY_COLUMNS = (
+        "hardware",
+        "threads",
+        "instances",
+        "machines",
+        "usd_per_million",
+        "kwh_per_million",
+        "latency_ms_p99",
+        "utilisation",
+        "binding",
+        "latency_method",
+    )
 
     def to_frame(self) -> pd.DataFrame:
         """Candidates, feasible first and cheapest first."""
@@ -234,9 +249,42 @@ class SizingResult:
         ).reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """What every candidate must meet, and how hard :func:`right_size` looks for it."""
+
+    rate_per_s: float
+    slo_p99_ms: float
+    max_utilisation: float
+    max_machines: int
+    requests: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One candidate to simulate: ``instances`` per machine of ``entry`` at ``threads`` each,
+    with the curve scaled to the entry, and the price of its capacity bound (``bound_usd_per_h``).
+    """
+
+    bound_usd_per_h: float
+    entry: HardwareEntry
+    threads: int
+    instances: int
+    curve: BatchLatencyCurve
+
+    def candidate(self, reason: str = "") -> SizingCandidate:
+        """The candidate row, not yet sized."""
+        e = self.entry
+        return SizingCandidate(
+            e.name, e.kind, self.threads, self.instances, None, False, reason,
+            latency_method=self.curve.method,
+        )  # fmt: skip
+
+
 def right_size(
     curves: BatchLatencyCurve | Mapping[int, BatchLatencyCurve],
-    target_rps: float,
+    rate_per_s: float,
     slo_p99_ms: float,
     *,
     hardware: Sequence[HardwareEntry] | None = None,
@@ -248,16 +296,18 @@ def right_size(
     requests: int = 5000,
     seed: int = 0,
 ) -> SizingResult:
-    """The cheapest configuration serving ``target_rps`` with p99 <= ``slo_p99_ms``.
+    """The cheapest configuration serving ``rate_per_s`` with p99 <= ``slo_p99_ms``.
 
     Parameters
     ----------
     curves:
         The batch-latency curve, or one per thread count (``{1: curve_t1, 2: curve_t2}``).
+    rate_per_s:
+        The load to serve, requests per second.
     hardware:
         Entries to consider (default: the shipped table).
     server:
-        Batch settings (max batch size, delay, queue limit, overhead); ``instances`` is searched.
+        Batch settings (max batch rows, delay, queue bound, overhead); ``instances`` is searched.
     measured_on:
         Name of the entry the curves were measured on (used unscaled, keeping their method).
     latency_scale:
@@ -267,14 +317,8 @@ def right_size(
     requests:
         Requests simulated per evaluation (the p99 of fewer is noisy).
     """
-    if not (isinstance(target_rps, (int, float)) and math.isfinite(target_rps) and target_rps > 0):
-        raise ConfigError(f"target_rps={target_rps!r} must be a number > 0 (requests per second)")
-    if not (isinstance(slo_p99_ms, (int, float)) and slo_p99_ms > 0):
-        raise ConfigError(f"slo_p99_ms={slo_p99_ms!r} must be a number > 0")
-    if not 0 < max_utilisation <= 1:
-        raise ConfigError(f"max_utilisation={max_utilisation!r} must lie in (0, 1]")
-    if isinstance(requests, bool) or not isinstance(requests, int) or requests < 100:
-        raise ConfigError(f"requests={requests!r} must be a whole number >= 100")
+    target = _Target(rate_per_s, slo_p99_ms, max_utilisation, max_machines, requests, seed)
+    _check_target(target)
     by_threads = _curves_by_threads(curves)
     entries = list(hardware) if hardware is not None else load_hardware()
     base = server or ServerConfig()
@@ -284,9 +328,8 @@ def right_size(
         raise ConfigError(
             f"hardware names {unknown or [measured_on]} are not in the table; use names from it"
         )
-
-    plans: list[tuple[float, HardwareEntry, int, int, BatchLatencyCurve, str]] = []
     candidates: list[SizingCandidate] = []
+    plans: list[_Plan] = []
     for entry in entries:
         scale = 1.0 if entry.name == measured_on else scales.get(entry.name, entry.latency_scale)
         if scale is None:
@@ -299,47 +342,81 @@ def right_size(
             )  # fmt: skip
             continue
         method = "estimated" if entry.name != measured_on else None
-        for threads, curve in by_threads.items():
-            if threads > entry.cores:
-                continue
-            used = curve.scaled(scale, method=method or curve.method)
-            counts = [1] if entry.kind == "gpu" else range(1, entry.cores // threads + 1)
-            for k in counts:
-                capacity = k * _best_throughput(used, base.max_batch_size) * max_utilisation
-                low = max(1, math.ceil(target_rps / capacity))
-                plans.append((low * entry.usd_per_h, entry, threads, k, used, used.method))
-    plans.sort(key=lambda p: (p[0], p[1].name, p[2], p[3]))
+        plans += _plans(entry, by_threads, scale, method, base, target)
+    plans.sort(key=lambda p: (p.bound_usd_per_h, p.entry.name, p.threads, p.instances))
+    best, simulated = _search(plans, base, target, candidates)
+    return SizingResult(rate_per_s, slo_p99_ms, best, _binding(best, simulated), candidates)
 
+
+def _check_target(target: _Target) -> None:
+    number("rate_per_s", target.rate_per_s, minimum=0, open_low=True, fix="requests per second")
+    number("slo_p99_ms", target.slo_p99_ms, minimum=0, open_low=True, fix="the p99 target in ms")
+    fraction("max_utilisation", target.max_utilisation, open_low=True, fix="0.8 = 80 % busy")
+    whole("requests", target.requests, minimum=100, fix="the p99 of fewer is noisy")
+
+
+def _plans(
+    entry: HardwareEntry,
+    by_threads: dict[int, BatchLatencyCurve],
+    scale: float,
+    method: str | None,
+    base: ServerConfig,
+    target: _Target,
+) -> list[_Plan]:
+    """Every thread count x instance count that fits ``entry``, priced at its capacity bound."""
+    plans = []
+    for threads, curve in by_threads.items():
+        if threads > entry.cores:
+            continue
+        used = curve.scaled(scale, method=method or curve.method)
+        counts = [1] if entry.kind == "gpu" else range(1, entry.cores // threads + 1)
+        for k in counts:
+            capacity = k * _best_throughput(used, base.max_batch_rows) * target.max_utilisation
+            low = max(1, math.ceil(target.rate_per_s / capacity))
+            plans.append(_Plan(low * entry.usd_per_h, entry, threads, k, used))
+    return plans
+
+
+def _search(
+    plans: list[_Plan],
+    base: ServerConfig,
+    target: _Target,
+    candidates: list[SizingCandidate],
+) -> tuple[SizingCandidate | None, list[tuple[float, SizingCandidate]]]:
+    """Size the plans cheapest bound first, skipping those whose bound already costs more than
+    the best found; appends every candidate and returns the best and the simulated ones."""
     best: SizingCandidate | None = None
     simulated: list[tuple[float, SizingCandidate]] = []
-    for bound, entry, threads, k, curve, method in plans:
+    for plan in plans:
+        bound = plan.bound_usd_per_h
         if best is not None and bound > best.usd_per_h:  # type: ignore[operator]
             candidates.append(
-                SizingCandidate(
-                    entry.name, entry.kind, threads, k, None, False,
+                plan.candidate(
                     f"not simulated: even at its capacity bound it costs ${bound:.3g}/h, more "
-                    f"than the best ${best.usd_per_h:.3g}/h",
-                    latency_method=method,
+                    f"than the best ${best.usd_per_h:.3g}/h"
                 )
-            )  # fmt: skip
+            )
             continue
-        cand = _size_one(
-            entry, threads, k, curve, method, base, target_rps, slo_p99_ms,
-            max_utilisation, max_machines, requests, seed,
-        )  # fmt: skip
+        cand = _size_one(plan, base, target)
         candidates.append(cand)
         simulated.append((bound, cand))
         if cand.feasible and (best is None or _better(cand, best)):
             best = cand
-    binding = None
-    if best is not None:
-        price = float(best.usd_per_h or 0.0)
-        slo_forced = any(
-            bound < price and (c.binding == "slo" or c.reason.startswith("slo"))
-            for bound, c in simulated
-        )
-        binding = "slo" if slo_forced else best.binding
-    return SizingResult(target_rps, slo_p99_ms, best, binding, candidates)
+    return best, simulated
+
+
+def _binding(
+    best: SizingCandidate | None, simulated: list[tuple[float, SizingCandidate]]
+) -> str | None:
+    """The module docstring's binding constraint of the winner."""
+    if best is None:
+        return None
+    price = float(best.usd_per_h or 0.0)
+    slo_forced = any(
+        bound < price and (c.binding == "slo" or c.reason.startswith("slo"))
+        for bound, c in simulated
+    )
+    return "slo" if slo_forced else best.binding
 
 
 def _curves_by_threads(
@@ -350,8 +427,7 @@ def _curves_by_threads(
     if not curves:
         raise ConfigError("curves is empty; give at least one batch-latency curve")
     for t in curves:
-        if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-            raise ConfigError(f"thread count {t!r} must be a whole number >= 1")
+        whole("threads", t, minimum=1, fix="key the curves by their thread count")
     return dict(sorted(curves.items()))
 
 
@@ -365,53 +441,57 @@ def _better(a: SizingCandidate, b: SizingCandidate) -> bool:
     return key(a) < key(b)
 
 
-def _size_one(
-    entry: HardwareEntry,
-    threads: int,
-    instances: int,
-    curve: BatchLatencyCurve,
-    method: str,
-    base: ServerConfig,
-    target_rps: float,
-    slo_p99_ms: float,
-    max_utilisation: float,
-    max_machines: int,
-    requests: int,
-    seed: int,
-) -> SizingCandidate:
+def _size_one(plan: _Plan, base: ServerConfig, target: _Target) -> SizingCandidate:
     """Fewest machines meeting the targets: exponential then binary search on the count."""
-    head = SizingCandidate(entry.name, entry.kind, threads, instances, None, False, "")
-    head.latency_method = method
-    if base.max_batch_size > curve.max_batch_size:
+    curve = plan.curve
+    head = plan.candidate()
+    if base.max_batch_rows > curve.max_batch_size:
         head.reason = (
-            f"max_batch_size={base.max_batch_size} is above the curve's largest batch "
+            f"max_batch_rows={base.max_batch_rows} is above the curve's largest batch "
             f"{curve.max_batch_size}"
         )
         return head
     alone = curve.service_ms(1) + base.request_overhead_ms
-    if alone > slo_p99_ms:
-        head.reason = f"slo: one request alone takes {alone:.3g} ms, above {slo_p99_ms:g} ms"
+    if alone > target.slo_p99_ms:
+        head.reason = f"slo: one request alone takes {alone:.3g} ms, above {target.slo_p99_ms:g} ms"
         return head
-    config = replace(base, instances=instances)
-    share = 1.0 if entry.kind == "gpu" else threads / entry.cores
-    power = PowerModel(
-        idle_w=entry.idle_w / instances,
-        busy_w=entry.idle_w / instances + (entry.max_w - entry.idle_w) * share,
-        method="estimated",
-    )
-    capacity = instances * _best_throughput(curve, base.max_batch_size) * max_utilisation
-    tried: dict[int, tuple[str | None, SizingCandidate]] = {}
+    trial = _Trial(plan, head, base, target)
+    capacity = plan.instances * _best_throughput(curve, base.max_batch_rows)
+    low = max(1, math.ceil(target.rate_per_s / (capacity * target.max_utilisation)))
+    if low > target.max_machines:
+        head.reason = f"capacity: needs more than max_machines={target.max_machines} machines"
+        return head
+    return _fewest_machines(trial, low)
 
-    def check(machines: int) -> str | None:
+
+class _Trial:
+    """Simulates ``plan`` on a number of machines, remembering each outcome."""
+
+    def __init__(
+        self, plan: _Plan, head: SizingCandidate, base: ServerConfig, target: _Target
+    ) -> None:
+        entry, instances = plan.entry, plan.instances
+        self.plan, self.head, self.target = plan, head, target
+        self.config = replace(base, instances=instances)
+        share = 1.0 if entry.kind == "gpu" else plan.threads / entry.cores
+        self.power = PowerModel(
+            idle_w=entry.idle_w / instances,
+            busy_w=entry.idle_w / instances + (entry.max_w - entry.idle_w) * share,
+            method="estimated",
+        )
+        self.tried: dict[int, tuple[str | None, SizingCandidate]] = {}
+
+    def check(self, machines: int) -> str | None:
         """``None`` if ``machines`` meet every target, else the failing constraint."""
-        rate = target_rps / machines
-        trace = poisson_trace(rate, requests / rate, seed=seed)
-        fig = simulate(trace, curve, config, power).figures
+        target, usd_per_h = self.target, self.plan.entry.usd_per_h
+        rate = target.rate_per_s / machines
+        trace = poisson_trace(rate, target.requests / rate, seed=target.seed)
+        fig = simulate(trace, self.plan.curve, self.config, self.power).figures
         cand = replace(
-            head,
+            self.head,
             machines=machines,
-            usd_per_h=machines * entry.usd_per_h,
-            usd_per_million=machines * entry.usd_per_h / (target_rps * 3600) * 1e6,
+            usd_per_h=machines * usd_per_h,
+            usd_per_million=machines * usd_per_h / (target.rate_per_s * 3600) * 1e6,
             kwh_per_million=fig.energy_j_per_request * 1e6 / J_PER_KWH,  # type: ignore[operator]
             latency_ms_p99=fig.latency_ms_p99,
             utilisation=fig.utilisation,
@@ -419,19 +499,19 @@ def _size_one(
             drop_rate=fig.drop_rate,
         )
         failed = None
-        if fig.dropped or fig.utilisation > max_utilisation:  # type: ignore[operator]
+        if fig.dropped or fig.utilisation > target.max_utilisation:  # type: ignore[operator]
             failed = "capacity"
-        elif fig.latency_ms_p99 > slo_p99_ms:
+        elif fig.latency_ms_p99 > target.slo_p99_ms:
             failed = "slo"
-        tried[machines] = (failed, cand)
+        self.tried[machines] = (failed, cand)
         return failed
 
-    low = max(1, math.ceil(target_rps / capacity))
-    if low > max_machines:
-        head.reason = f"capacity: needs more than max_machines={max_machines} machines"
-        return head
+
+def _fewest_machines(trial: _Trial, low: int) -> SizingCandidate:
+    """Search up from ``low`` (the capacity bound) for the fewest machines that pass."""
+    max_machines, tried = trial.target.max_machines, trial.tried
     high = low
-    while check(high) is not None:
+    while trial.check(high) is not None:
         if high >= max_machines:
             cand = tried[high][1]
             cand.reason = (
@@ -441,7 +521,7 @@ def _size_one(
         low, high = high, min(2 * high, max_machines)
     while high - low > 1:  # binary search between a failing and a passing count
         mid = (low + high) // 2
-        if check(mid) is None:
+        if trial.check(mid) is None:
             high = mid
         else:
             low = mid
@@ -454,5 +534,9 @@ def _size_one(
     else:  # one machine fewer was never simulated: its capacity bound already fails
         cand.binding = "capacity"
     cand.feasible = True
-    cand.reason = f"meets p99 <= {slo_p99_ms:g} ms at {target_rps:g} req/s; binding: {cand.binding}"
+    target = trial.target
+    cand.reason = (
+        f"meets p99 <= {target.slo_p99_ms:g} ms at {target.rate_per_s:g} req/s; "
+        f"binding: {cand.binding}"
+    )
     return cand

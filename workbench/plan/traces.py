@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.checks import number
 from workbench.errors import ConfigError
 
 
@@ -157,21 +158,14 @@ def _at(where: str) -> str:
     return where if where.startswith("[") else f" ({where})"
 
 
-def _check_positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0):
-        raise ConfigError(f"{name}={value!r} must be a number > 0")
-    if not math.isfinite(value):
-        raise ConfigError(f"{name}={value!r} must be finite")
-
-
 def poisson_trace(rate_per_s: float, duration_s: float, seed: int = 0) -> ArrivalTrace:
     """Poisson arrivals at ``rate_per_s`` over ``[0, duration_s)`` (exponential gaps).
 
     >>> poisson_trace(50.0, 2.0, seed=1).source
     'poisson rate=50/s seed=1'
     """
-    _check_positive("rate_per_s", rate_per_s)
-    _check_positive("duration_s", duration_s)
+    number("rate_per_s", rate_per_s, minimum=0, open_low=True, fix="give requests per second")
+    number("duration_s", duration_s, minimum=0, open_low=True, fix="give the trace's length")
     rng = np.random.default_rng(seed)
     # Draw a few standard deviations more gaps than expected, then cut at the window's end.
     n = int(rate_per_s * duration_s + 6 * math.sqrt(rate_per_s * duration_s) + 10)
@@ -227,13 +221,16 @@ def bursty_trace(
     >>> bool(((t.times_s % 5) < 1).all())  # nothing arrives in the off periods
     True
     """
-    _check_positive("rate_on_per_s", rate_on_per_s)
-    _check_positive("on_s", on_s)
-    _check_positive("off_s", off_s)
-    if not 0 <= rate_off_per_s <= rate_on_per_s:
-        raise ConfigError(
-            f"rate_off_per_s={rate_off_per_s!r} must lie in [0, rate_on_per_s={rate_on_per_s}]"
-        )
+    number("rate_on_per_s", rate_on_per_s, minimum=0, open_low=True)
+    number("on_s", on_s, minimum=0, open_low=True)
+    number("off_s", off_s, minimum=0, open_low=True)
+    number(
+        "rate_off_per_s",
+        rate_off_per_s,
+        minimum=0,
+        maximum=rate_on_per_s,
+        fix="the off rate is at most rate_on_per_s",
+    )
     period = on_s + off_s
 
     def rate_at(t: np.ndarray) -> np.ndarray:
@@ -265,10 +262,9 @@ def diurnal_trace(
     >>> bool(((t.times_s > 15) & (t.times_s < 45)).sum() > (t.n_requests / 2))
     True
     """
-    _check_positive("mean_rate_per_s", mean_rate_per_s)
-    _check_positive("period_s", period_s)
-    if not peak_to_trough >= 1:
-        raise ConfigError(f"peak_to_trough={peak_to_trough!r} must be >= 1 (1 means a flat rate)")
+    number("mean_rate_per_s", mean_rate_per_s, minimum=0, open_low=True)
+    number("period_s", period_s, minimum=0, open_low=True)
+    number("peak_to_trough", peak_to_trough, minimum=1, fix="1 means a flat rate")
     amplitude = (peak_to_trough - 1) / (peak_to_trough + 1)
     peak = mean_rate_per_s * (1 + amplitude)
 

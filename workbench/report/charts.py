@@ -98,9 +98,9 @@ def pareto_chart(
 ) -> alt.LayerChart:
     """Every measured configuration, the Pareto frontier joined, the recommendation ringed.
 
-    ``frame``: :meth:`workbench.compress.search.runner.SearchResult.to_frame`; ``frontier``: its
-    :meth:`~workbench.compress.search.runner.SearchResult.frontier`; ``recommended``: the winner's row
-    (``Candidate.to_dict()``), matched on variant, batch size and threads.
+    ``frame``: :meth:`workbench.compress.search.runner.SearchResult.to_frame`; ``frontier``:
+    its :meth:`~workbench.compress.search.runner.SearchResult.frontier`; ``recommended``: the
+    winner's row (``Candidate.to_dict()``), matched on variant, batch size and threads.
     """
     if frame.empty:
         raise ConfigError("no configuration was measured; run the search (or widen it) first")

@@ -1,19 +1,18 @@
-"""A deployment gate on cost and latency, and the HTML report a scheduled run writes.
+"""A deployment gate on cost and latency: a candidate run against a baseline run.
 
 :func:`compare_runs` reads two profile runs from the run store (a baseline and a candidate) and
 checks the candidate against thresholds: **cost per million predictions** (from
-:mod:`workbench.cost.model` on each run's measured throughput and energy) and **p99 latency** may rise
-by at most a given percent. The result is a :class:`Gate`; :meth:`Gate.raise_for_regression`
+:mod:`workbench.cost.model` on each run's measured throughput and energy) and **p99 latency** may
+rise by at most a given percent. The result is a :class:`Gate`; :meth:`Gate.raise_for_regression`
 raises :class:`~workbench.errors.RegressionError`, so a notebook run by papermill (and
-``workbench report``) fails and CI or cron can stop a deployment. :func:`write_html_report`
-writes the gate, the two runs and their cost as one self-contained HTML file (charts are inline
-SVG rendered by vl-convert: no network needed to view it).
+``workbench report``) fails and CI or cron can stop a deployment.
+:func:`workbench.report.html.write_html_report` writes the gate as one self-contained HTML file.
 
 Cost per million predictions
 ----------------------------
 Both runs are costed by :func:`workbench.cost.model.compute_cost` with the same traffic, price and
-grid: inference inputs come from :func:`workbench.cost.scenarios.inference_inputs_from_run` (measured
-``throughput_items_per_s`` and ``energy_j_per_item``), the price of one instance-hour from
+grid: inference inputs come from :func:`workbench.cost.scenarios.inference_inputs_from_run`
+(measured ``throughput_items_per_s`` and ``energy_j_per_item``), the price of one instance-hour from
 :class:`Pricing` (by default the list price of ``aws-c6i.large`` in the shipped hardware table,
 typed in). Instances come in whole numbers, so at low traffic one instance serves everything and a
 slower model costs the same; unless ``requests_per_day`` is given, the traffic is set **at
@@ -43,17 +42,15 @@ Example
 
 from __future__ import annotations
 
-import html
-import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from workbench.checks import number, whole
 from workbench.cost.model import CostReport, GridInputs, Scenario, compute_cost
 from workbench.cost.scenarios import inference_inputs_from_run
 from workbench.energy.carbon import carbon_intensity
@@ -78,12 +75,8 @@ class Thresholds:
 
     def __post_init__(self) -> None:
         for name in ("max_cost_increase_pct", "max_p99_increase_pct"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ConfigError(
-                    f"{name}={value!r} must be a number >= 0 (percent the candidate may be worse "
-                    "than the baseline, e.g. 10)"
-                )
+            fix = "give the percent the candidate may be worse than the baseline, e.g. 10"
+            number(name, getattr(self, name), minimum=0, fix=fix)
 
 
 @dataclass(frozen=True)
@@ -291,8 +284,22 @@ def compare_runs(
         ),
     }
     price, price_source = pricing.usd_per_h()
+    checks = _checks(base, cand, costs, thresholds)
+    notes = _like_for_like_notes(base, cand)
+    notes.append(
+        f"cost: {requests_per_day:,.0f} requests/day for {pricing.lifetime_months:g} months at "
+        f"{price:g} USD per instance-hour ({price_source}), {pricing.utilisation:.0%} target "
+        "utilisation"
+    )
+    return Gate(base, cand, checks, costs, requests_per_day, price_source, notes)
+
+
+def _checks(
+    base: Run, cand: Run, costs: dict[str, CostReport], thresholds: Thresholds
+) -> list[Check]:
+    """Cost per 1M predictions and p99 latency, gated; throughput and energy, shown."""
     b, c = costs["baseline"], costs["candidate"]
-    checks = [
+    return [
         Check("usd_per_1m_predictions", "cost per 1M predictions", "USD",
               b.inference_usd_per_million, c.inference_usd_per_million,
               thresholds.max_cost_increase_pct, weakest_method("typed in", c.inference_method)),
@@ -307,6 +314,10 @@ def compare_runs(
               None, weakest_method(base.metrics.get("energy_method") or "estimated",
                                    cand.metrics.get("energy_method") or "estimated")),
     ]  # fmt: skip
+
+
+def _like_for_like_notes(base: Run, cand: Run) -> list[str]:
+    """A note for each configuration field, and for the model, that differs between the runs."""
     notes = [
         f"{key} differs: baseline {base.config.get(key)!r}, candidate {cand.config.get(key)!r}; "
         "the comparison is not like for like"
@@ -318,138 +329,7 @@ def compare_runs(
             f"the models differ: baseline {base.model} ({base.fingerprint[:12]}), candidate "
             f"{cand.model} ({cand.fingerprint[:12]})"
         )
-    notes.append(
-        f"cost: {requests_per_day:,.0f} requests/day for {pricing.lifetime_months:g} months at "
-        f"{price:g} USD per instance-hour ({price_source}), {pricing.utilisation:.0%} target "
-        "utilisation"
-    )
-    return Gate(base, cand, checks, costs, requests_per_day, price_source, notes)
-
-
-# -- the HTML report -------------------------------------------------------------------------
-
-
-def _svg(chart: Any) -> str:
-    import vl_convert
-
-    return vl_convert.vegalite_to_svg(chart.to_dict())
-
-
-def report_charts(gate: Gate) -> dict[str, Any]:
-    """Altair charts of the gate: latency percentiles, latency samples, cost per 1M predictions."""
-    import altair as alt
-
-    runs = {"baseline": gate.baseline, "candidate": gate.candidate}
-    rows = [
-        {"run": label, "percentile": p, "latency_ms": float(run.metrics[f"latency_ms_{p}"])}
-        for label, run in runs.items()
-        for p in ("p50", "p90", "p95", "p99")
-        if run.metrics.get(f"latency_ms_{p}") is not None
-    ]
-    colour = alt.Color("run:N", scale=alt.Scale(domain=list(runs), range=["#4c78a8", "#f58518"]))
-    charts: dict[str, Any] = {
-        "latency": alt.Chart(pd.DataFrame(rows), title="latency per call (measured)")
-        .mark_bar()
-        .encode(
-            x=alt.X("percentile:N", title=None),
-            xOffset="run:N",
-            y=alt.Y("latency_ms:Q", title="ms"),
-            color=colour,
-        )
-        .properties(width=320, height=220)
-    }
-    shares = np.linspace(0.0, 1.0, 201)
-    quantiles = [
-        {"run": label, "share": float(q), "latency_ms": float(v)}
-        for label, run in runs.items()
-        if run.details.get("latencies_ms")
-        for q, v in zip(shares, np.quantile(run.details["latencies_ms"], shares))
-    ]
-    if quantiles:
-        charts["samples"] = (
-            alt.Chart(pd.DataFrame(quantiles), title="latency distribution (measured)")
-            .mark_line(interpolate="step-after")
-            .encode(
-                x=alt.X("latency_ms:Q", title="ms", scale=alt.Scale(type="log")),
-                y=alt.Y("share:Q", title="share of calls at most"),
-                color=colour,
-            )
-            .properties(width=320, height=220)
-        )
-    cost = pd.DataFrame(
-        [{"run": k, "usd_per_1m": r.inference_usd_per_million} for k, r in gate.costs.items()]
-    )
-    charts["cost"] = (
-        alt.Chart(cost, title="cost per 1M predictions (estimated)")
-        .mark_bar()
-        .encode(x=alt.X("run:N", title=None), y=alt.Y("usd_per_1m:Q", title="USD"), color=colour)
-        .properties(width=200, height=220)
-    )
-    return charts
-
-
-def runs_frame(gate: Gate) -> pd.DataFrame:
-    """The two runs side by side: identity, configuration and the main measured figures."""
-    keys = ["model", "fingerprint", "created_at", *LIKE_FOR_LIKE, "latency_ms_p50",
-            "latency_ms_p99", "throughput_items_per_s", "memory_peak_mb", "energy_j_per_item",
-            "energy_method", "power_w_avg", "co2e_g_per_1m"]  # fmt: skip
-    rows = {}
-    for label, run in (("baseline", gate.baseline), ("candidate", gate.candidate)):
-        flat = run.flat()
-        flat["fingerprint"] = str(flat.get("fingerprint", ""))[:12]
-        rows[f"{label} (run {run.id})"] = {k: flat.get(k) for k in keys}
-    return pd.DataFrame(rows)
-
-
-def _table(frame: pd.DataFrame, index: bool = False) -> str:
-    return frame.to_html(index=index, border=0, classes="t", float_format=lambda v: f"{v:.4g}")
-
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}
-.verdict{padding:.8em 1em;border-radius:6px;font-weight:600}
-.pass{background:#e6f4ea;color:#137333}.fail{background:#fce8e6;color:#a50e0e}
-table.t{border-collapse:collapse;margin:.5em 0 1.5em}table.t td,table.t th{padding:.25em .7em;
-border-bottom:1px solid #ddd;text-align:right}table.t th{background:#f5f5f5}
-.charts{display:flex;flex-wrap:wrap;gap:1em}.note{color:#555}"""
-
-
-def write_html_report(gate: Gate, path: str | Path, title: str | None = None) -> Path:
-    """Write the gate, both runs, their cost and charts to one self-contained HTML file.
-
-    Charts are inline SVG (rendered by vl-convert), so the file opens offline. Also writes the
-    verdict as JSON next to it (same name, ``.json``) for CI logs. Returns the HTML path.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise ConfigError(f"report path {str(path)!r} must end in .html; e.g. report.html")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    title = title or f"Inference report: {gate.candidate.model}"
-    verdict = "pass" if gate.passed else "fail"
-    charts = "".join(
-        f'<figure class="chart" id="chart-{name}">{_svg(chart)}</figure>'
-        for name, chart in report_charts(gate).items()
-    )
-    costs = "".join(
-        f"<h3>{html.escape(r.scenario)}</h3>{_table(r.summary())}" for r in gate.costs.values()
-    )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in gate.notes)
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    body = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<p class="note">written {created}; latency, throughput and memory are measured; energy says its
-method; cost is estimated from the measured throughput and a typed-in price.</p>
-<p class="verdict {verdict}" id="verdict">{html.escape(gate.summary())}</p>
-<h2>Checks</h2>{_table(gate.to_frame())}
-<ul class="note">{notes}</ul>
-<h2>Charts</h2><div class="charts">{charts}</div>
-<h2>Runs</h2>{_table(runs_frame(gate), index=True)}
-<h2>Cost of serving</h2>{costs}
-</body></html>
-"""
-    path.write_text(body, encoding="utf-8")
-    path.with_suffix(".json").write_text(json.dumps(gate.to_dict(), indent=2, default=str))
-    return path
+    return notes
 
 
 # -- rehearsing the gate ---------------------------------------------------------------------
@@ -477,9 +357,8 @@ def with_extra_work(
     from workbench.models import load_model
     from workbench.paths import cache_dir
 
-    for name, value in (("matmuls", matmuls), ("width", width)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name}={value!r} must be a whole number >= 1")
+    whole("matmuls", matmuls, minimum=1, fix="give the number of extra multiplications, e.g. 8")
+    whole("width", width, minimum=1, fix="give the side of each square matrix, e.g. 512")
     handle = load_model(model)
     proto = onnx.load(str(handle.onnx()))
     graph = proto.graph

@@ -103,6 +103,23 @@ class SearchResult:
     stopped: str | None = None
     seconds: float = 0.0
 
+    #: The columns of :meth:`to_frame` a table of configurations shows (the CLI, the compression
+    #: panel, which adds the run ids).
+    SUMMARY_COLUMNS = (
+        "variant",
+        "backend",
+        "batch_size",
+        "threads",
+        "quality_drop",
+        "nn_agreement",
+        "latency_ms_p99",
+        "throughput_items_per_s",
+        "energy_j_per_item",
+        "energy_method",
+        "size_mb",
+        "memory_mb",
+    )
+
     def to_frame(self) -> pd.DataFrame:
         """One row per measured configuration."""
         return pd.DataFrame([c.to_dict() for c in self.candidates if c.profile is not None])
