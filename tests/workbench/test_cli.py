@@ -134,3 +134,13 @@ def test_debug_flag_shows_the_traceback():
     out = cli("--debug", "profile", "resnet-9000")
     assert out.returncode != 0 and "Traceback" in out.stderr
     assert "UnknownModelError" in out.stderr
+
+
+def test_the_cli_modules_examples_run():
+    import doctest
+    import importlib
+
+    for name in ("app", "cost", "options", "profile"):
+        module = importlib.import_module(f"workbench.cli.{name}")
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
