@@ -1,8 +1,8 @@
 """The automatic optimiser on ``digits-cnn`` and ``minilm`` in one run: what the recommended
 configuration gains over fp32 PyTorch eager at batch 1, and what it costs in quality.
 
-For each model, ``workbench.compress.search.runner.optimize`` searches every registered variant x batch sizes
-1, 8, 32 x threads 1 and all cores by successive halving, under ``max_quality_drop`` 1 %
+For each model, ``workbench.compress.search.optimize`` searches every registered variant x batch
+sizes 1, 8, 32 x threads 1 and all cores by successive halving, under ``max_quality_drop`` 1 %
 (accuracy points on the held-out digits test split; ``1 - mean cosine`` to the fp32 embeddings on
 held-out sentences for MiniLM). Its baseline is fp32 PyTorch eager at batch 1 on all cores; the
 same configuration on one thread is measured as well, because torch eager at batch 1 keeps a

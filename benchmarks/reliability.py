@@ -1,9 +1,9 @@
 """Reliability under load and faults: soak, overload, stalls, SIGTERM under load, SIGKILL mid-sweep.
 
 One run, one machine, loopback only. The served model has a fixed service time of about 5 ms
-per request (a chain of MatMuls, batching off, one intra-op thread, one instance), so the
+per request (a chain of MatMuls, batching off, one thread, one instance), so the
 server's capacity is bounded by the model, not by the HTTP layer, and the load generator
-(:mod:`workbench.load.generator`, open loop) costs little CPU beside it (with a 2 ms model, 4x capacity
+(:mod:`workbench.load`, open loop) costs little CPU beside it (with a 2 ms model, 4x capacity
 meant ~1,900 requests a second of generator and refusal work on the same two cores). The queue
 holds at most 1024 requests (the default bound, about 5 s of work), which rides out bursts,
 stalls and slowdowns of the shared machine; overload is decided by the arrival rate (the

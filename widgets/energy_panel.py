@@ -1,6 +1,6 @@
 """Energy: joules and carbon per inference of the session's model, with an idle baseline.
 
-A view over :func:`workbench.measure.profiling.profile` with ``energy=True`` (the best meter this machine
+A view over :func:`workbench.measure.profile` with ``energy=True`` (the best meter this machine
 has: NVML, RAPL, CodeCarbon, or the labelled estimate) and the carbon table of
 :mod:`workbench.energy.carbon`. Every figure says whether it was measured or estimated.
 """

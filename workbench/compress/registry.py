@@ -2,7 +2,8 @@
 the transformations (quantisation, pruning, distillation, casts, graph optimisation).
 
 A :class:`Variant` holds a runnable model (an ONNX file or a torch module), the backend it runs
-on, its size and metadata, and a :class:`~workbench.models.handle.ModelHandle` the profiler measures.
+on, its size and metadata, and a :class:`~workbench.models.handle.ModelHandle` the profiler
+measures.
 Builders live in :mod:`workbench.compress.quantize`, :mod:`~workbench.compress.prune` and
 :mod:`~workbench.compress.distill` and register themselves here by name (the package's
 ``__init__`` imports them; this module never does); :func:`custom_variant` wraps a user callable

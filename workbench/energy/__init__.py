@@ -15,7 +15,8 @@ Every meter has two verbs, ``begin_window(name)`` and ``end_window(name) -> Ener
   estimate behind it (``FallbackMeter``).
 
 ``per_inference(reading, items)`` (:mod:`~workbench.energy.figures`) turns a reading into
-J/inference, W, Wh and gCO2e per million; grid intensities come from :mod:`~workbench.energy.carbon`.
+J/inference, W, Wh and gCO2e per million; grid intensities come from
+:mod:`~workbench.energy.carbon`.
 Method labels and limits are explained in ``docs/energy.md``.
 
 Example

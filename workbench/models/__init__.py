@@ -17,4 +17,12 @@ from workbench.models.handle import ModelHandle, TensorSpec, export_onnx, from_t
 from workbench.models.load import load_model
 from workbench.models.zoo import DEMOS
 
-__all__ = ["DEMOS", "ModelHandle", "TensorSpec", "export_onnx", "from_torch", "load_model", "load_onnx"]
+__all__ = [
+    "DEMOS",
+    "ModelHandle",
+    "TensorSpec",
+    "export_onnx",
+    "from_torch",
+    "load_model",
+    "load_onnx",
+]
