@@ -185,3 +185,17 @@ def test_the_public_api_resolves_to_the_packages_objects() -> None:
         assert obj is getattr(home, name), name
     with pytest.raises(AttributeError, match="no attribute"):
         _ = workbench.no_such_verb
+
+
+def _all_modules() -> list[str]:
+    return [m for m in _sources() if not m.endswith("__main__")]
+
+
+@pytest.mark.parametrize("module", _all_modules())
+def test_docstring_examples_run(module: str) -> None:
+    """Every module's examples run as written (a module may have none)."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0, module

@@ -12,9 +12,8 @@ import html
 
 import ipywidgets as W
 
-from widgets.compression_panel import _numbers
 from widgets.session import Session
-from widgets.view import Panel, headline, number_box
+from widgets.view import Panel, headline, number_box, whole_numbers
 from workbench.plan.batch_curve import batch_sweep
 from workbench.plan.simulator import ServerConfig
 from workbench.plan.sizing import right_size
@@ -75,7 +74,7 @@ class BatchingPanel(Panel):
 
     def _start(self) -> None:
         handle, label, threads = self.session.serving_choice()
-        sizes = _numbers(self.batch_sizes.value, "batch sizes")
+        sizes = whole_numbers(self.batch_sizes.value, "batch sizes")
         backend = "onnxruntime"
         rec = self.session.recommendation
         if rec is not None:

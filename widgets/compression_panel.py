@@ -13,23 +13,12 @@ import html
 import ipywidgets as W
 
 from widgets.session import Session
-from widgets.view import Panel, headline
+from widgets.view import Panel, headline, whole_numbers
 from workbench.compress.search.constraints import parse_fraction
 from workbench.compress.search.runner import MIN_MEASURE_SECONDS, STRATEGIES, optimize
 from workbench.demo import DEMO_VARIANTS
 from workbench.measure.backends import logical_cores
 from workbench.report.charts import pareto_chart
-
-
-def _numbers(text: str, field: str) -> list[int]:
-    from workbench.errors import ConfigError
-
-    try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError as exc:
-        raise ConfigError(
-            f"{field}={text!r}: give whole numbers separated by commas, e.g. 1,8,32"
-        ) from exc
 
 
 class CompressionPanel(Panel):
@@ -78,8 +67,8 @@ class CompressionPanel(Panel):
         handle = self.session.require_handle()
         variants = list(self.variants.value)
         drop = parse_fraction(self.max_drop.value)
-        batches = _numbers(self.batch_sizes.value, "batch sizes")
-        threads = [min(t, logical_cores()) for t in _numbers(self.threads.value, "threads")]
+        batches = whole_numbers(self.batch_sizes.value, "batch sizes")
+        threads = [min(t, logical_cores()) for t in whole_numbers(self.threads.value, "threads")]
         steps = max(1, len(variants) * (1 + len(batches) * max(1, len(threads))))
         count = {"n": 0}
 

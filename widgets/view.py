@@ -19,7 +19,7 @@ import ipywidgets as W
 import pandas as pd
 
 from widgets.session import Session
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 
 
 def display_data(item: Any) -> dict[str, Any]:
@@ -173,3 +173,17 @@ def number_box(
 def headline(css: str) -> W.HTML:
     """An HTML line holding one headline number (the browser test reads these)."""
     return W.HTML().add_class("wb-number").add_class(css)
+
+
+def whole_numbers(text: str, field: str) -> list[int]:
+    """``"1, 8,32"`` -> ``[1, 8, 32]``; anything else is a ``ConfigError`` naming ``field``.
+
+    >>> whole_numbers("1, 8,32", "batch sizes")
+    [1, 8, 32]
+    """
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError as exc:
+        raise ConfigError(
+            f"{field}={text!r}: give whole numbers separated by commas, e.g. 1,8,32"
+        ) from exc

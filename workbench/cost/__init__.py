@@ -9,18 +9,14 @@ files and run-store figures in :mod:`workbench.cost.scenarios`, charts in
 
 Example
 -------
->>> from workbench.cost import GridInputs, InferenceInputs, Scenario, TrainingInputs, compute_cost
->>> report = compute_cost(Scenario(
-...     name="demo",
-...     training=TrainingInputs(accelerator_hours=100, accelerator_power_w=300,
-...                             accelerator_usd_per_h=2.0),
-...     inference=InferenceInputs(requests_per_day=1e6, lifetime_months=12,
-...                               energy_j_per_item=0.5, throughput_items_per_s=200,
-...                               instance_usd_per_h=0.5),
-...     grid=GridInputs(electricity_usd_per_kwh=0.15, pue=1.2, carbon_g_per_kwh=300),
-... ))
->>> report.break_even_day
-17
+A whole scenario is in :mod:`workbench.cost.model`'s docstring; one piece of it:
+
+>>> from workbench.cost import GridInputs, TrainingInputs
+>>> from workbench.cost.model import training_energy_kwh
+>>> grid = GridInputs(electricity_usd_per_kwh=0.15, pue=1.0, carbon_g_per_kwh=300)
+>>> rented = TrainingInputs(accelerator_hours=10, accelerator_power_w=400, accelerator_usd_per_h=2)
+>>> training_energy_kwh(rented, grid)                     # 10 h x 400 W
+4.0
 """
 
 from workbench.cost.model import (

@@ -312,7 +312,7 @@ def idle_baseline(meter: Meter, seconds: float = 1.0) -> float:
 
     Example
     -------
-    >>> from workbench.energy.base import EstimateMeter
+    >>> from workbench.energy import EstimateMeter
     >>> idle_baseline(EstimateMeter(tdp_w=8.0), seconds=0.05) >= 0
     True
     """

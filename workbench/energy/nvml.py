@@ -6,7 +6,7 @@ passed in.
 
 Example
 -------
->>> from workbench.energy.base import NvmlMeter
+>>> from workbench.energy import NvmlMeter
 >>> with NvmlMeter([0]) as meter:  # doctest: +SKIP
 ...     with meter.window("predict") as w:
 ...         run_batch()

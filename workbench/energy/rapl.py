@@ -9,7 +9,7 @@ Run as root, or ``sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj
 
 Example
 -------
->>> from workbench.energy.base import RaplMeter
+>>> from workbench.energy import RaplMeter
 >>> meter = RaplMeter()  # doctest: +SKIP
 >>> with meter.window("predict") as w:  # doctest: +SKIP
 ...     run_batch()
