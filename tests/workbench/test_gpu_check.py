@@ -84,7 +84,7 @@ def test_gpu_tests_are_counted_from_pytest_and_skip_without_a_gpu(gpu_check):
     data = skipped.value.data
     assert str(skipped.value).startswith("no CUDA GPU")
     assert data["passed"] == data["failed"] == data["errors"] == 0 and data["skipped"] >= 1
-    assert "tests/workbench/test_profiling.py" in data["files"]
+    assert "tests/workbench/measure/test_profiling.py" in data["files"]
     assert all(s["reason"] for s in data["skips"])
 
 

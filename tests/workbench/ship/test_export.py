@@ -241,7 +241,7 @@ def test_the_yaml_in_docs_kubernetes_is_what_export_writes(demo_bundle):
     the demo bundle has the same settings that shape the Kubernetes files."""
     import re
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md").read_text()
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "kubernetes.md").read_text()
     shown = dict(re.findall(r"### `deploy/kubernetes/(\S+)`[^\n]*\n\n```yaml\n(.*?)```", doc, re.S))
     kube = demo_bundle[0].path / "deploy/kubernetes"
     assert sorted(shown) == sorted(p.name for p in kube.iterdir())

@@ -21,7 +21,7 @@ from serving.manifest import load_bundle
 from workbench.ship.bundle import export
 
 pytestmark = pytest.mark.reliability
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LIMITED = """\
 import resource, signal, sys
 limit = int(sys.argv[1])

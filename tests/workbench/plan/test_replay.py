@@ -13,7 +13,7 @@ from workbench.plan.replay import replay_trace
 from workbench.plan.simulator import ServerConfig, predict
 from workbench.plan.traces import poisson_trace, trace_from_times
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "serving"))
 from serving_helpers import export_bundle, linear_onnx, serving
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.workbench.test_cli import cli
+from tests.workbench.cli.test_cli import cli
 from workbench.measure.store import RunStore
 
 

@@ -24,7 +24,7 @@ from workbench.cost.scenarios import (
 from workbench.errors import ConfigError, StoreError
 from workbench.measure.store import RunStore
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "scenarios.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "scenarios.yaml"
 
 MINIMAL = {
     "scenarios": {
