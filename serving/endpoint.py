@@ -5,28 +5,55 @@ between decoded inputs and outputs happens here: the cache look-up, the batcher 
 of two batchers), and the per-prediction metrics (rows, energy and cost from the bundle's
 profile).
 
+Energy and cost follow what ran: a cache hit counts as a prediction but adds no model energy or
+model-time cost; a cascade charges every row the small model's figures and each escalated row the
+large model's too (:func:`route_charges`). Every figure is labelled ``method="profile"`` (or
+``typed in``), with how the profile made it in ``profile_method``: the runtime measures nothing.
+
 Example
 -------
 >>> endpoint = Endpoint(load_bundle("out/digits-cnn"), ServingMetrics())   # doctest: +SKIP
 >>> await endpoint.start()                                                   # doctest: +SKIP
+>>> from serving.manifest import Manifest, ModelFile
+>>> one = Manifest("m", (ModelFile("m", "m.onnx"),), profile={"energy_j_per_item": 0.5,
+...                                                            "energy_method": "measured"})
+>>> route_charges(one)
+([Charge(kind='energy', role='main', value=0.5, method='profile', profile_method='measured')], [])
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from serving.batcher import Batcher, BatchTooLarge, Overloaded
 from serving.cache import ResponseCache
-from serving.manifest import Bundle, BundleError
+from serving.manifest import Bundle, BundleError, Manifest
 from serving.metrics import ServingMetrics
 from serving.models import ModelError, OnnxModel
 from serving.protocol import InferRequest, ProtocolError, Signature
 from serving.router import CascadeRouter
 
 PLATFORM = "onnxruntime_onnx"
+log = logging.getLogger("serving")
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What each row one model runs adds to a total: ``value`` joules (``kind="energy"``) or
+    dollars (``"cost"``) per row; ``role`` is the model (``cascade``: every answered row of a
+    cascade); ``method`` is how the runtime got the figure (``profile``, ``typed in``) and
+    ``profile_method`` how that figure was made (``measured``, ``estimated``, ...)."""
+
+    kind: str
+    role: str
+    value: float
+    method: str
+    profile_method: str
 
 
 class Endpoint:
@@ -83,12 +110,17 @@ class Endpoint:
             except ValueError as exc:
                 raise BundleError(f"{bundle.path}: {exc}") from exc
         self.cache = ResponseCache(m.cache.max_entries, m.cache.ttl_s) if m.cache.enabled else None
-        self._per_prediction = _per_prediction(m.profile, m.cost)
-        for (kind, method), value in self._per_prediction.items():
-            gauge = (
-                metrics.energy_per_prediction if kind == "energy" else metrics.cost_per_prediction
+        self._charges, unknown = route_charges(m)
+        for charge in self._charges:
+            self._gauge(charge.kind).set(self._key(charge), charge.value)
+        for kind in unknown:  # a figure the bundle cannot attribute to a route: say so
+            self._gauge(kind).set((m.name, "cascade", "unknown", ""), float("nan"))
+            log.warning(
+                f"{m.name}: cascade without per-model {kind} figures; "
+                f"serving_{'energy_joules' if kind == 'energy' else 'cost_usd'}_total charges "
+                "it nothing (re-export with profiles={'small': ..., 'large': ...})",
+                extra={"model": m.name, "figure": kind},
             )
-            gauge.set((m.name, method), value)
         if m.cost.instance_usd_per_h is not None:
             metrics.instance_usd_per_hour.set(self.label, m.cost.instance_usd_per_h)
         metrics.ready.set(self.label, 0)
@@ -137,9 +169,10 @@ class Endpoint:
             if hit is not None:
                 self.front.depart()
                 self.metrics.cache_hits.inc(self.label)
-                self._count(request.rows)
+                self._count(request.rows, cached=True)
                 return hit
             self.metrics.cache_misses.inc(self.label)
+        escalated = 0
         try:
             if self.router is None:
                 outputs, queue_s = await self.front.submit(request.inputs, request.rows)
@@ -163,14 +196,27 @@ class Endpoint:
         self.metrics.queue_seconds.observe(self.label, queue_s)
         if key is not None:
             self.cache.put(key, outputs)
-        self._count(request.rows)
+        self._count(request.rows, escalated=escalated)
         return outputs
 
-    def _count(self, rows: int) -> None:
-        self.metrics.predictions.inc(self.label, rows)
-        for (kind, method), value in self._per_prediction.items():
-            total = self.metrics.energy_total if kind == "energy" else self.metrics.cost_total
-            total.inc((self.name, method), value * rows)
+    def _count(self, rows: int, *, escalated: int = 0, cached: bool = False) -> None:
+        """Count ``rows`` predictions; charge each model for the rows it ran (none on a hit)."""
+        m = self.metrics
+        m.predictions.inc(self.label, rows)
+        if cached:  # answered from memory: no model ran, so no model energy or model time
+            m.cache_hit_rows.inc(self.label, rows)
+            return
+        for charge in self._charges:
+            ran = escalated if charge.role == "large" else rows
+            total = m.energy_total if charge.kind == "energy" else m.cost_total
+            total.inc(self._key(charge), charge.value * ran)
+
+    def _key(self, charge: Charge) -> tuple[str, str, str, str]:
+        return (self.name, charge.role, charge.method, charge.profile_method)
+
+    def _gauge(self, kind: str) -> Any:
+        m = self.metrics
+        return m.energy_per_prediction if kind == "energy" else m.cost_per_prediction
 
     def _count_cascade(self, rows: int, escalated: int) -> None:
         self.metrics.cascade_rows.inc(self.label, rows)
@@ -236,12 +282,61 @@ def _tensors(sig: dict[str, tuple[str, tuple[int, ...]]]) -> list[dict[str, Any]
     return [{"name": n, "datatype": t, "shape": list(s)} for n, (t, s) in sig.items()]
 
 
-def _per_prediction(profile: dict[str, Any], cost: Any) -> dict[tuple[str, str], float]:
-    """(kind, method) -> value per prediction, from the profile's energy and the cost figure."""
-    out: dict[tuple[str, str], float] = {}
-    energy = profile.get("energy_j_per_item")
-    if isinstance(energy, (int, float)) and energy >= 0:
-        out[("energy", str(profile.get("energy_method") or "estimated"))] = float(energy)
-    if cost.usd_per_million is not None:
-        out[("cost", cost.method or "estimated")] = cost.usd_per_million / 1e6
-    return out
+def route_charges(m: Manifest) -> tuple[list[Charge], list[str]]:
+    """What each row costs by the model that runs it, and the kinds (``energy``, ``cost``) a
+    cascade has a bundle figure for but cannot attribute to its models (charged nothing).
+
+    A single model: the manifest's ``profile`` energy and its cost per million. A cascade: each
+    model's own ``profile`` (``energy_j_per_item``; ``usd_per_million``); the bundle's profile
+    is not split between the two models, whose cost per row differs. A typed-in cost per million
+    (no profile behind it) is charged per answered row of the bundle either way.
+    """
+    if m.cascade is None:
+        charges = _energy("main", m.profile)
+        if m.cost.usd_per_million is not None:
+            charges.append(_bundle_cost("main", m))
+        return charges, []
+    small, large = m.model("small").profile, m.model("large").profile
+    charges, unknown = [], []
+    energy = _energy("small", small) + _energy("large", large)
+    if len(energy) == 2:
+        charges += energy
+    else:  # half a route's figures would undercount; charge none rather than guess
+        unknown.append("energy")
+    costs = _model_cost("small", small) + _model_cost("large", large)
+    if len(costs) == 2:
+        charges += costs
+    elif m.cost.usd_per_million is not None and m.cost.utilisation is None:
+        charges.append(_bundle_cost("cascade", m))  # typed in per prediction, not per model
+    elif m.cost.usd_per_million is not None:
+        unknown.append("cost")  # priced from one profile that no route ran alone
+    return charges, unknown
+
+
+def _energy(role: str, profile: dict[str, Any]) -> list[Charge]:
+    value = profile.get("energy_j_per_item")
+    if not _figure(value):
+        return []
+    made = str(profile.get("energy_method") or "estimated")
+    return [Charge("energy", role, float(value), "profile", made)]
+
+
+def _model_cost(role: str, profile: dict[str, Any]) -> list[Charge]:
+    value = profile.get("usd_per_million")
+    if not _figure(value):
+        return []
+    made = str(profile.get("cost_method") or "estimated")
+    return [Charge("cost", role, float(value) / 1e6, "profile", made)]
+
+
+def _bundle_cost(role: str, m: Manifest) -> Charge:
+    """The manifest's cost per million: from the profile's throughput when the export priced
+    it (``utilisation`` set), else a figure typed in."""
+    per_row = m.cost.usd_per_million / 1e6
+    if m.cost.utilisation is not None:
+        return Charge("cost", role, per_row, "profile", m.cost.method or "estimated")
+    return Charge("cost", role, per_row, "typed in", "")
+
+
+def _figure(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0

@@ -76,13 +76,21 @@ class TensorMeta:
 
 @dataclass(frozen=True)
 class ModelFile:
-    """One ONNX file of the bundle and its role (``main``, or ``small``/``large`` in a cascade)."""
+    """One ONNX file of the bundle and its role (``main``, or ``small``/``large`` in a cascade).
+
+    ``profile`` (optional, cascade models) holds this model's own figures, as the manifest's
+    ``profile`` does for a single model: ``energy_j_per_item`` and ``energy_method``, and
+    ``usd_per_million`` with ``cost_method`` when the export could price this model's time. The
+    runtime charges every cascade row the small model's figures and every escalated row the large
+    model's too; without them it charges a cascade nothing and says so (``method="unknown"``).
+    """
 
     name: str
     file: str
     role: str = "main"
     inputs: tuple[TensorMeta, ...] = ()
     outputs: tuple[TensorMeta, ...] = ()
+    profile: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -186,7 +194,8 @@ class Cost:
 class Manifest:
     """What a bundle serves and how. ``profile`` holds the measured figures it was exported with
     (``latency_ms_p99``, ``throughput_items_per_s``, ``energy_j_per_item``, ``energy_method``,
-    ``run_id``, ...)."""
+    ``run_id``, ...); a cascade's per-model figures are in each :class:`ModelFile`'s
+    ``profile``."""
 
     name: str
     models: tuple[ModelFile, ...]
@@ -414,12 +423,16 @@ def _model(raw: Any, index: int) -> ModelFile:
         if not isinstance(items, list):
             raise BundleError(f"{where}.{kind} must be a list of tensors, not {items!r}")
         tensors[kind] = tuple(_tensor(t, f"{where}.{kind}[{i}]") for i, t in enumerate(items))
+    profile = raw.get("profile") or {}  # bundles exported before per-model figures have none
+    if not isinstance(profile, dict):
+        raise BundleError(f"{where}.profile must be an object of figures, not {profile!r}")
     return ModelFile(
         name=str(raw.get("name") or PurePosixPath(file).stem),
         file=file,
         role=role,
         inputs=tensors["inputs"],
         outputs=tensors["outputs"],
+        profile=profile,
     )
 
 

@@ -7,12 +7,17 @@ thread, so there are no locks. :class:`ServingMetrics` names the runtime's serie
 - ``serving_request_seconds``, ``serving_queue_seconds``, ``serving_compute_seconds``
   (histograms per model: whole request, waiting in the batcher's queue, model run);
 - ``serving_batch_rows`` (histogram of rows per model run), ``serving_queue_rows`` (gauge);
-- ``serving_cache_hits_total`` / ``serving_cache_misses_total``;
+- ``serving_cache_hits_total`` / ``serving_cache_misses_total`` (responses) and
+  ``serving_cache_hit_rows_total`` (rows answered from the cache, no model run);
 - ``serving_cascade_rows_total`` / ``serving_escalated_rows_total`` and
   ``serving_escalation_ratio``;
-- ``serving_predictions_total`` and, estimated from the bundle's profile (``method`` label says
-  whether the profile figure was measured or estimated): ``serving_energy_joules_per_prediction``,
-  ``serving_cost_usd_per_prediction``, ``serving_energy_joules_total``, ``serving_cost_usd_total``,
+- ``serving_predictions_total`` (every row answered, cache hits included) and, charged per row a
+  model ran, from figures the bundle carries (nothing here meters energy):
+  ``serving_energy_joules_per_prediction``, ``serving_cost_usd_per_prediction``,
+  ``serving_energy_joules_total``, ``serving_cost_usd_total``, labelled ``role`` (the model that
+  ran: ``main``, ``small``, ``large``; ``cascade`` for a whole-bundle figure), ``method`` (how the
+  runtime got the figure: ``profile``, ``typed in``, or ``unknown`` with a NaN per-prediction
+  gauge) and ``profile_method`` (how that figure was made: ``measured``, ``estimated``, ...);
   and ``serving_instance_usd_per_hour``.
 
 Example
@@ -63,6 +68,8 @@ def _escape(value: str) -> str:
 def _num(value: float) -> str:
     if value == float("inf"):
         return "+Inf"
+    if value != value:  # NaN: a figure the bundle does not have (the format spells it NaN)
+        return "NaN"
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
@@ -159,6 +166,9 @@ class ServingMetrics:
         self.queue_rows = Gauge("serving_queue_rows", "Rows waiting in the batch queue.", m)
         self.cache_hits = Counter("serving_cache_hits_total", "Responses served from cache.", m)
         self.cache_misses = Counter("serving_cache_misses_total", "Cache look-ups that missed.", m)
+        self.cache_hit_rows = Counter(
+            "serving_cache_hit_rows_total", "Rows answered from the cache (no model ran).", m
+        )
         self.cascade_rows = Counter(
             "serving_cascade_rows_total", "Rows answered through the cascade.", m
         )
@@ -169,20 +179,28 @@ class ServingMetrics:
             "serving_escalation_ratio", "Escalated rows / cascade rows since start.", m
         )
         self.predictions = Counter("serving_predictions_total", "Rows answered (predictions).", m)
-        em = ("model", "method")
+        em = ("model", "role", "method", "profile_method")
         self.energy_per_prediction = Gauge(
             "serving_energy_joules_per_prediction",
-            "Energy per prediction from the bundle's profile.",
+            "Energy per row a model runs, from the bundle's profile (method=profile; "
+            "profile_method: how the profile got it); NaN when unknown.",
             em,
         )
         self.cost_per_prediction = Gauge(
-            "serving_cost_usd_per_prediction", "Money per prediction from the bundle's profile.", em
+            "serving_cost_usd_per_prediction",
+            "Money per row a model runs, from the bundle (method=profile or typed in); "
+            "NaN when unknown.",
+            em,
         )
         self.energy_total = Counter(
-            "serving_energy_joules_total", "Predictions x energy per prediction (profile).", em
+            "serving_energy_joules_total",
+            "Rows each model ran x its energy per row (profile figures; cache hits add 0).",
+            em,
         )
         self.cost_total = Counter(
-            "serving_cost_usd_total", "Predictions x money per prediction (profile).", em
+            "serving_cost_usd_total",
+            "Rows each model ran x its money per row (cache hits add 0).",
+            em,
         )
         self.instance_usd_per_hour = Gauge(
             "serving_instance_usd_per_hour", "Price of the instance this server runs on.", m

@@ -78,7 +78,8 @@ def test_metrics_render_valid_prometheus_text():
     m.request_seconds.observe(("a",), 0.003)
     m.request_seconds.observe(("a",), 20.0)
     m.batch_rows.observe(("a",), 4)
-    m.energy_per_prediction.set(("a", "measured"), 0.5)
+    m.energy_per_prediction.set(("a", "main", "profile", "measured"), 0.5)
+    m.cost_per_prediction.set(("a", "cascade", "unknown", ""), float("nan"))
     m.failures.inc(('we"ird\\', "x"))
     families = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
     assert families["serving_requests"].samples[0].value == 3
@@ -88,9 +89,15 @@ def test_metrics_render_valid_prometheus_text():
         if s.name.endswith("_bucket")
     }
     assert buckets["0.0025"] == 0 and buckets["0.005"] == 1 and buckets["+Inf"] == 2
-    assert (
-        families["serving_energy_joules_per_prediction"].samples[0].labels["method"] == "measured"
-    )
+    energy = families["serving_energy_joules_per_prediction"].samples[0].labels
+    assert energy == {
+        "model": "a",
+        "role": "main",
+        "method": "profile",
+        "profile_method": "measured",
+    }
+    unknown = families["serving_cost_usd_per_prediction"].samples[0]
+    assert unknown.labels["method"] == "unknown" and unknown.value != unknown.value  # NaN
     assert families["serving_failures"].samples[0].labels["model"] == 'we"ird\\'
 
 

@@ -68,6 +68,8 @@ def export_bundle(
         None, help="Scale-out: most requests in flight per replica."
     ),
     run_id: int | None = typer.Option(None, help="Record this stored profile's figures."),
+    small_run_id: int | None = typer.Option(None, help="Cascade: the small model's profile run."),
+    large_run_id: int | None = typer.Option(None, help="Cascade: the large model's profile run."),
     name: str | None = typer.Option(None, help="Served model name (default: the model's)."),
     tar: bool = typer.Option(False, help="Also write OUT_DIR.tar.gz."),
     overwrite: bool = typer.Option(False, help="Replace an existing OUT_DIR."),
@@ -104,12 +106,19 @@ def export_bundle(
         monthly_budget_usd=monthly_budget_usd,
         instance_usd_per_h=instance_usd_per_h,
         profile=run_id,
+        profiles=_by_role(small_run_id, large_run_id),
         store=db,
         name=name,
         tar=tar,
         overwrite=overwrite,
     )
     _print_bundle(info)
+
+
+def _by_role(small_run_id: int | None, large_run_id: int | None) -> dict[str, int] | None:
+    """A cascade's per-model run ids; one without the other is refused by ``export``."""
+    given = {"small": small_run_id, "large": large_run_id}
+    return {role: rid for role, rid in given.items() if rid is not None} or None
 
 
 def _print_bundle(info) -> None:

@@ -111,6 +111,7 @@ class _Settings:
     usd_per_million: float | None
     utilisation: float
     figures: dict[str, Any]
+    model_figures: dict[str, dict[str, Any]]  # a cascade's figures by role ({} when not given)
 
 
 def export(
@@ -129,6 +130,7 @@ def export(
     usd_per_million: float | None = None,
     utilisation: float = 0.5,
     profile: Any = None,
+    profiles: dict[str, Any] | None = None,
     store: Any = None,
     name: str | None = None,
     version: str = "1",
@@ -157,6 +159,12 @@ def export(
     instance_usd_per_h: price of one serving instance; with a profile's measured throughput and
         ``utilisation`` it gives the cost per million predictions (or pass ``usd_per_million``).
     profile: a :class:`workbench.measure.profiling.Profile`, a run id in ``store``, or a dict.
+        The server charges a single model's rows its energy and cost; a cascade's rows are
+        charged by ``profiles`` only.
+    profiles: a cascade's per-model figures, ``{"small": ..., "large": ...}`` (each anything
+        ``profile`` takes): the server charges every row the small model's energy (and cost,
+        priced from its throughput with ``instance_usd_per_h``) and every escalated row the
+        large model's too. Without them a cascade's energy is reported unknown.
     tar: also write ``OUT_DIR.tar.gz``.
     overwrite: replace an existing ``out_dir``.
     """
@@ -181,6 +189,7 @@ def export(
         usd_per_million=usd_per_million,
         utilisation=utilisation,
         figures=figures,
+        model_figures=_model_figures(profiles, threshold is not None, store),
     )
     return _write_bundle(out, handles, settings, tar=tar)
 
@@ -249,6 +258,22 @@ def profile_figures(profile: Any, store: Any = None) -> dict[str, Any]:
     if "energy_j_per_item" in figures and "energy_method" not in figures:
         figures["energy_method"] = "estimated"
     return figures
+
+
+def _model_figures(profiles: Any, cascade: bool, store: Any) -> dict[str, dict[str, Any]]:
+    """Each cascade model's figures by role, from ``profiles`` (both roles, or none)."""
+    if profiles is None:
+        return {}
+    if not cascade:
+        raise ConfigError(
+            "profiles= is for a cascade's two models; pass profile= for a single model"
+        )
+    if not isinstance(profiles, dict) or set(profiles) != {"small", "large"}:
+        raise ConfigError(
+            f"profiles={profiles!r} must be {{'small': ..., 'large': ...}}: a route can only "
+            "be charged with both models' figures"
+        )
+    return {role: profile_figures(profiles[role], store) for role in ("small", "large")}
 
 
 def _cascade_args(cascade: Any) -> tuple[Any, Any, float]:
@@ -330,6 +355,17 @@ def _cost(
     return Cost(per_million, budget, usd_per_h, utilisation, method)
 
 
+def _priced(s: _Settings, figures: dict[str, Any]) -> dict[str, Any]:
+    """One cascade model's figures, with its cost per million predictions (``usd_per_million``,
+    ``cost_method``) when its throughput and the instance price give one."""
+    if s.usd_per_million is not None:  # typed in for the bundle: charged per answered row
+        return dict(figures)
+    cost = _cost(figures, s.monthly_budget_usd, s.instance_usd_per_h, None, s.utilisation)
+    if cost.usd_per_million is None:
+        return dict(figures)
+    return {**figures, "usd_per_million": cost.usd_per_million, "cost_method": cost.method}
+
+
 def _model_file(path: Path, rel: str, role: str, handle: Any) -> ModelFile:
     """What the manifest says of one model: its tensors as ONNX Runtime reads them, and the shape
     of one typical row of each input (from the handle's example inputs), for warm-up."""
@@ -403,6 +439,8 @@ def _manifest(folder: Path, handles: dict[str, Any], s: _Settings) -> Manifest:
     :class:`ConfigError` naming it, checked by the runtime's own rules too."""
     models = _copy_models(folder, handles)
     cascade = None
+    if s.model_figures:  # each cascade model carries its own figures, priced like the bundle
+        models = [replace(mf, profile=_priced(s, s.model_figures[mf.role])) for mf in models]
     if s.threshold is not None:
         cascade = Cascade(
             small=handles["small"].name,

@@ -301,6 +301,38 @@ def test_a_cascade_bundle_holds_both_models(tmp_path):
     assert load_bundle(info.path).manifest.cascade == m.cascade
 
 
+def test_a_cascade_bundle_records_each_models_figures_and_prices_its_time(tmp_path):
+    small = _classifier(tmp_path / "small.onnx", (8,), seed=1)
+    large = _classifier(tmp_path / "large.onnx", (2, 4), seed=2)
+    figures = {
+        "small": {"energy_j_per_item": 0.01, "energy_method": "measured",
+                  "throughput_items_per_s": 2000.0, "latency_method": "measured"},
+        "large": {"energy_j_per_item": 0.2, "throughput_items_per_s": 100.0},
+    }  # fmt: skip
+    info = export(
+        None,
+        tmp_path / "b",
+        cascade=(small, large, 0.7),
+        profiles=figures,
+        instance_usd_per_h=1.8,
+        utilisation=0.5,
+    )
+    by_role = {f.role: f.profile for f in load_bundle(info.path).manifest.models}
+    priced = {"usd_per_million": 0.5, "cost_method": "typed in"}  # the price is typed in
+    assert by_role["small"] == {**figures["small"], **priced}
+    assert by_role["large"]["energy_method"] == "estimated"  # unsaid: not claimed measured
+    assert by_role["large"]["usd_per_million"] == pytest.approx(10.0)
+    assert load_bundle(info.path).manifest.profile == {}
+    plain = export(None, tmp_path / "p", cascade=(small, large, 0.7), profiles=figures)
+    assert "usd_per_million" not in plain.manifest.model("small").profile  # no price: no cost
+    single = export(small, tmp_path / "s")
+    assert [f.profile for f in single.manifest.models] == [{}]
+    with pytest.raises(ConfigError, match="both models' figures"):
+        export(None, tmp_path / "x", cascade=(small, large, 0.7), profiles={"small": {}})
+    with pytest.raises(ConfigError, match="pass profile= for a single model"):
+        export(small, tmp_path / "x", profiles=figures)
+
+
 def test_bad_arguments_are_refused_and_leave_nothing_behind(tmp_path):
     small = _classifier(tmp_path / "small.onnx", (8,))
     odd = _classifier(tmp_path / "odd.onnx", (5,))
@@ -398,3 +430,22 @@ def test_cli_export_writes_a_bundle_and_reports_errors_in_one_line(tmp_path):
     again = _cli("export", str(model), str(out))
     assert again.returncode == 2
     assert "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def test_cli_export_records_each_cascade_models_stored_profile(tmp_path, db_path):
+    small = _classifier(tmp_path / "small.onnx", (8,), seed=1)
+    large = _classifier(tmp_path / "large.onnx", (2, 4), seed=2)
+    with RunStore(db_path) as store:
+        ids = [
+            store.add("profile", model=m, fingerprint=m, config={},
+                      metrics={"energy_j_per_item": j, "energy_method": "measured"})
+            for m, j in (("small", 0.01), ("large", 0.3))
+        ]  # fmt: skip
+    out = tmp_path / "bundle"
+    args = ["export", str(small), str(out), "--cascade-large", str(large), "--db", db_path]
+    done = _cli(*args, "--small-run-id", str(ids[0]), "--large-run-id", str(ids[1]))
+    assert done.returncode == 0, done.stderr
+    by_role = {f.role: f.profile for f in load_bundle(out).manifest.models}
+    assert (by_role["small"]["energy_j_per_item"], by_role["large"]["run_id"]) == (0.01, ids[1])
+    half = _cli(*args[:2], str(tmp_path / "half"), *args[3:], "--large-run-id", str(ids[1]))
+    assert half.returncode == 2 and "both models' figures" in half.stderr
