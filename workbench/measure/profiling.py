@@ -5,6 +5,13 @@ least ``min_iterations``); latency percentiles, throughput, peak memory, paramet
 FLOPs and a per-operator time table (from a separate, profiled pass so that the profiler's own
 tracing never inflates the latency figures). Every result is appended to the run store.
 
+On a GPU both backends are timed alike: inputs are placed on the device once, outputs stay there,
+and the host-device copies are left out of the timed loop (``io_policy`` says so in every
+profile; :func:`workbench.measure.backends.io_policy`). Energy on a GPU includes the GPU (NVML,
+:func:`workbench.energy.auto.auto_meter_for`). Peak memory is read where it can be seen:
+torch's CUDA allocator for torch on CUDA, the process's peak RSS growth on CPU; ONNX Runtime's
+CUDA allocator is not visible, so that figure is ``None`` and says why (:func:`memory_method_for`).
+
 Example
 -------
 >>> p = profile("digits-mlp", batch_size=8, iterations=50, store=False)
@@ -33,6 +40,7 @@ from workbench.measure.backends import (
     check_backend,
     check_threads,
     input_errors,
+    io_policy,
     logical_cores,
     make_runner,
 )
@@ -44,6 +52,8 @@ from workbench.models import ModelHandle, load_model
 PERCENTILES = (50, 90, 95, 99)
 #: Raw latency samples kept per stored run (evenly strided beyond this; percentiles use all).
 STORED_SAMPLES = 5000
+#: ``memory_method`` of ONNX Runtime on CUDA: its arena is invisible to torch and unreported by ORT.
+ORT_CUDA_MEMORY_UNKNOWN = "unknown (ONNX Runtime's CUDA allocator is not visible)"
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,11 @@ class OperatorTime:
 
 @dataclass
 class Profile:
-    """One measured configuration. Latencies are wall-clock per call (one batch), measured."""
+    """One measured configuration. Latencies are wall-clock per call (one batch), measured.
+
+    ``memory_peak_mb`` is ``None`` where it cannot be read (``memory_method`` says why);
+    ``io_policy`` says where the inputs lived while the calls were timed.
+    """
 
     model: str
     fingerprint: str
@@ -113,8 +127,9 @@ class Profile:
     latency_ms_mean: float
     latency_ms_std: float
     throughput_items_per_s: float
-    memory_peak_mb: float
+    memory_peak_mb: float | None
     memory_method: str
+    io_policy: str
     params: int
     model_size_mb: float
     flops_per_item: float | None
@@ -231,10 +246,11 @@ class _EnergySession:
     def start(cls, cfg: ProfileConfig, meter: Meter | None) -> _EnergySession | None:
         if not cfg.energy:
             return None
-        from workbench.energy import EstimateMeter, FallbackMeter, auto_meter
+        from workbench.energy import EstimateMeter, FallbackMeter
+        from workbench.energy.auto import auto_meter_for
 
-        if meter is None:
-            meter = auto_meter(gpu_indices=[0] if cfg.device == "cuda" else None, tdp_w=cfg.tdp_w)
+        if meter is None:  # the GPU is included whenever the configuration runs on one
+            meter = auto_meter_for([cfg.device], tdp_w=cfg.tdp_w)
         elif not isinstance(meter, (FallbackMeter, EstimateMeter)):
             meter = FallbackMeter(meter, EstimateMeter(cfg.tdp_w))  # never lose the latencies
         return cls(meter, cfg.idle_seconds)
@@ -251,7 +267,7 @@ def _measure(
     handle: ModelHandle, cfg: ProfileConfig, energy: _EnergySession | None = None
 ) -> Profile:
     feed = handle.example_inputs(cfg.batch_size)
-    memory = _MemoryWatch(cfg.device)
+    memory = _MemoryWatch(memory_method_for(cfg.backend, cfg.device))
     runner = make_runner(handle, cfg.backend, cfg.device, cfg.threads)
     try:
         prepared = runner.prepare(feed)
@@ -298,6 +314,7 @@ def _measure(
         throughput_items_per_s=float(cfg.batch_size * len(lat) / (lat.sum() / 1e3)),
         memory_peak_mb=peak_mb,
         memory_method=memory_method,
+        io_policy=io_policy(cfg.backend, cfg.device),
         params=handle.param_count,
         model_size_mb=handle.size_mb,
         flops_per_item=None if flop is None else flop.flops_per_item,
@@ -410,14 +427,36 @@ def _operator_table(
     return sorted(table, key=lambda o: o.time_ms_per_run, reverse=True)
 
 
-class _MemoryWatch:
-    """Peak memory during a measurement: CUDA max allocated on GPU; on CPU the growth of the
-    process's peak resident set (VmHWM, reset through /proc/self/clear_refs) over its RSS before
-    the runner was built."""
+def memory_method_for(backend: str, device: str) -> str:
+    """Where the peak memory of a configuration is read from.
 
-    def __init__(self, device: str) -> None:
-        self.device = device
-        if device == "cuda":
+    ``cuda-max-allocated`` (torch on CUDA: torch's allocator, which holds all of torch's tensors);
+    on CPU the growth of the process's peak resident set (``rss-peak-delta``, or ``rss-delta``
+    where the peak cannot be reset; decided when measuring); ONNX Runtime on CUDA allocates
+    from its own arena, which torch cannot see and ORT does not report per session, so its figure
+    is unknown (:data:`ORT_CUDA_MEMORY_UNKNOWN`), never torch's.
+
+    >>> memory_method_for("torch", "cuda"), memory_method_for("onnxruntime", "cpu")
+    ('cuda-max-allocated', 'rss-peak-delta')
+    >>> memory_method_for("onnxruntime", "cuda") == ORT_CUDA_MEMORY_UNKNOWN
+    True
+    """
+    if device != "cuda":
+        return "rss-peak-delta"
+    return "cuda-max-allocated" if backend == "torch" else ORT_CUDA_MEMORY_UNKNOWN
+
+
+class _MemoryWatch:
+    """Peak memory during a measurement, read as :func:`memory_method_for` decided: CUDA max
+    allocated for torch on GPU; on CPU the growth of the process's peak resident set (VmHWM,
+    reset through /proc/self/clear_refs) over its RSS before the runner was built; nothing for
+    ONNX Runtime on GPU."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        if method == ORT_CUDA_MEMORY_UNKNOWN:
+            return
+        if method == "cuda-max-allocated":
             import torch
 
             torch.cuda.reset_peak_memory_stats()
@@ -430,11 +469,13 @@ class _MemoryWatch:
         except OSError:
             self.hwm = False
 
-    def peak_mb(self) -> tuple[float, str]:
-        if self.device == "cuda":
+    def peak_mb(self) -> tuple[float | None, str]:
+        if self.method == ORT_CUDA_MEMORY_UNKNOWN:
+            return None, self.method
+        if self.method == "cuda-max-allocated":
             import torch
 
-            return (torch.cuda.max_memory_allocated() - self.base) / 2**20, "cuda-max-allocated"
+            return (torch.cuda.max_memory_allocated() - self.base) / 2**20, self.method
         if self.hwm:
             peak = _proc_status_kb("VmHWM") * 1024
             return max(peak - self.base, 0) / 2**20, "rss-peak-delta"

@@ -216,7 +216,9 @@ def test_cuda_profile_where_a_gpu_is_present(backend):
     if backend == "onnxruntime" and "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is not installed (the 'gpu' extra)")
     p = profile("digits-cnn", backend=backend, device="cuda", batch_size=8, store=False, **FAST)
-    assert p.device == "cuda" and p.memory_method == "cuda-max-allocated"
+    from workbench.measure.profiling import memory_method_for
+
+    assert p.device == "cuda" and p.memory_method == memory_method_for(backend, "cuda")
     assert p.latency_ms_p50 <= p.latency_ms_p99 <= p.latency_ms_max
     assert p.operators
 

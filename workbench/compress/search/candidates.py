@@ -63,7 +63,8 @@ class Candidate:
         return self.quality.drop
 
     def _p(self, attr: str) -> float:
-        return float("nan") if self.profile is None else float(getattr(self.profile, attr))
+        value = None if self.profile is None else getattr(self.profile, attr)
+        return float("nan") if value is None else float(value)  # None: not measured / unknown
 
     @property
     def latency_ms_p99(self) -> float:
