@@ -6,12 +6,18 @@ sizes 1, 8, 32 x threads 1 and all cores by successive halving, under ``max_qual
 (accuracy points on the held-out digits test split; ``1 - mean cosine`` to the fp32 embeddings on
 held-out sentences for MiniLM). Its baseline is fp32 PyTorch eager at batch 1 on all cores; the
 same configuration on one thread is measured as well, because torch eager at batch 1 keeps a
-second thread busy for little speed (compression-findings.md), which inflates energy ratios.
+second thread busy for little speed (docs/compression.md, "What the energy figures can and
+cannot show"), which inflates energy ratios.
 
 Energy comes from the best meter the machine has; without RAPL/NVML it is the CPU estimate (TDP x
 this process's CPU time), labelled ``estimated``: it tracks CPU efficiency, not the machine's
 wall power, and other processes' load does not count. The load average before and after is
 recorded because the ratios move with it.
+
+The headline gain mixes causes (the runtime, the thread count, batching, compression); each
+model's row records ``attribution``: the gain split into those four steps, each configuration
+measured for the same window (``workbench.compress.search.attribution``), so the table shows what
+compression itself bought.
 
 Target: >= 4x items per joule at <= 1 % quality drop; the digits-cnn search within 2 minutes on
 a 2-core machine. Writes ``benchmarks/results/optimize.json``.
@@ -83,6 +89,9 @@ def summarise(result: SearchResult, one_thread: dict[str, float] | None) -> dict
         configurations_measured=len(result.to_frame()),
         variants_skipped={s["variant"]: s["reason"] for s in result.skipped},
     )
+    if result.attribution is not None:
+        row["attribution"] = result.attribution.to_dict()
+        row["compression_items_per_joule_gain"] = result.attribution.ratio("compression")
     if best.quality.nn_agreement is not None:
         row.update(nn_agreement=best.quality.nn_agreement, cosine_min=best.quality.cosine_min)
     if one_thread is not None:
@@ -111,6 +120,7 @@ def print_table(rows: list[dict[str, Any]], console: Console) -> None:
         "items/J gain",
         "(vs 1 thread)",
         "throughput gain",
+        "of it compression",
         "quality drop",
         "NN agree",
         "energy",
@@ -125,6 +135,7 @@ def print_table(rows: list[dict[str, Any]], console: Console) -> None:
             fmt(r.get("items_per_joule_gain"), ".1f") + "x",
             fmt(r.get("items_per_joule_gain_vs_1_thread"), ".1f") + "x",
             fmt(r.get("throughput_gain"), ".1f") + "x",
+            fmt(r.get("compression_items_per_joule_gain"), ".1f") + "x",
             fmt(r.get("quality_drop"), ".2%"),
             fmt(r.get("nn_agreement"), ".2f"),
             r.get("energy_method", ""),
@@ -163,6 +174,9 @@ def main() -> None:
 
     console = Console(width=max(Console().width, 150))
     print_table(rows, console)
+    for row in rows:
+        if "attribution" in row:
+            console.print(f"{row['model']}: {row['attribution']['summary']}", markup=False)
     console.print(
         f"load average before {load_before}, after {load_after} ({os.cpu_count()} logical cores)"
     )

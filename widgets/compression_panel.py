@@ -1,5 +1,6 @@
-"""Compression lab: search variants x batch size x threads, see the Pareto frontier and the
-recommendation with its reason.
+"""Compression lab: search variants x batch size x threads, see the Pareto frontier, the
+recommendation with its reason, and where its gain comes from (runtime, threads, batch size,
+compression: one measured step each).
 
 A view over :func:`workbench.compress.search.optimize`. The search runs in the background; the stop
 button ends it between steps and keeps what finished. The recommendation is published to the
@@ -109,6 +110,10 @@ class CompressionPanel(Panel):
                 )
             )
             items.append(frame[[c for c in [*result.SUMMARY_COLUMNS, "run_id"] if c in frame]])
+        att = result.attribution
+        if att is not None:  # the gain split by step, with the product check under it
+            items.append(att.to_frame()[list(att.SUMMARY_COLUMNS)])
+            items.append(f"{att.summary()}. {att.check_line()}")
         if result.skipped:
             import pandas as pd
 

@@ -4,8 +4,10 @@ Load (training on first use) -> profile PyTorch eager and ONNX Runtime at batch 
 energy per inference (measured where the machine has counters, else estimated, and labelled;
 :func:`profile_step`) -> report the fastest and the most frugal configuration against the
 PyTorch batch-1 baseline (:func:`profile_findings`) -> compress: a short search over quantised
-variants, each judged on held-out data, then timed and metered (:func:`compress_step`) -> write
-the results (:func:`write_results`).
+variants, each judged on held-out data, then timed and metered, with the winner's gain over the
+baseline split into runtime, threads, batch size and compression, each step measured
+(:func:`compress_step`, :mod:`workbench.compress.search.attribution`) -> write the results
+(:func:`write_results`).
 
 Example
 -------
@@ -18,13 +20,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from workbench.measure.profiling import SweepResult, sweep
 from workbench.measure.store import RunStore
 from workbench.models import load_model
+
+if TYPE_CHECKING:  # the compress step imports the search when it runs, not on import
+    from workbench.compress.search.attribution import GainAttribution
 
 DEMO_BATCH_SIZES = (1, 32)
 
@@ -58,10 +63,17 @@ def run_demo(
     findings = profile_findings(model, handle, result, table)
     say("compressing: a short search over quantised variants, judged on held-out data ...")
     with RunStore(db) as store:
-        compressed, compress_findings = compress_step(handle, store, min(0.3, max_seconds))
+        compressed, compress_findings, attribution = compress_step(
+            handle, store, min(0.3, max_seconds)
+        )
     findings.extend(compress_findings)
-    write_results(out_dir, model, handle, findings, table, compressed, db_path)
-    return DemoSummary(table, findings, out_dir, db_path, extra={"compression": compressed})
+    write_results(
+        out_dir, model, handle, findings, table, compressed, db_path, attribution=attribution
+    )
+    extra: dict[str, Any] = {"compression": compressed}
+    if attribution is not None:
+        extra["attribution"] = attribution
+    return DemoSummary(table, findings, out_dir, db_path, extra=extra)
 
 
 def profile_step(handle: Any, store: RunStore, max_seconds: float = 3.0) -> SweepResult:
@@ -129,10 +141,15 @@ def write_results(
     table: pd.DataFrame,
     compressed: pd.DataFrame,
     db_path: str,
+    *,
+    attribution: GainAttribution | None = None,
 ) -> None:
-    """``compression.csv``, ``profiles.csv`` and ``summary.json`` (everything) in ``out_dir``."""
+    """``compression.csv``, ``profiles.csv``, ``attribution.csv`` (the winner's gain by step,
+    where there is one) and ``summary.json`` (everything) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     compressed.to_csv(out_dir / "compression.csv", index=False)
+    if attribution is not None:
+        attribution.to_frame().to_csv(out_dir / "attribution.csv", index=False)
     table.to_csv(out_dir / "profiles.csv", index=False)
     (out_dir / "summary.json").write_text(
         json.dumps(
@@ -142,6 +159,7 @@ def write_results(
                 "findings": findings,
                 "profiles": table.to_dict(orient="records"),
                 "compression": compressed.to_dict(orient="records"),
+                "attribution": None if attribution is None else attribution.to_dict(),
                 "run_store": db_path,
             },
             indent=2,
@@ -162,9 +180,10 @@ DEMO_VARIANTS = (
 
 def compress_step(
     handle: Any, store: RunStore, measure_seconds: float = 0.3
-) -> tuple[pd.DataFrame, list[str]]:
+) -> tuple[pd.DataFrame, list[str], GainAttribution | None]:
     """Search :data:`DEMO_VARIANTS` x batch 1 and 32 on one thread under a 1 % quality bar;
-    returns the measured configurations and one finding per line."""
+    returns the measured configurations, one finding per line, and the winner's gain over the
+    baseline by step (the search's own attribution; None without a winner)."""
     from workbench.compress.search.runner import MIN_MEASURE_SECONDS, optimize
 
     result = optimize(
@@ -181,7 +200,7 @@ def compress_step(
     frame = result.to_frame()
     rec = result.recommendation
     if rec is None:
-        return frame, [f"compression: {result.unmet}"]
+        return frame, [f"compression: {result.unmet}"], None
     best = rec.candidate
     lines = [
         f"compression: recommended {best.label} ({best.variant.backend}): quality drop "
@@ -189,9 +208,11 @@ def compress_step(
         f"per joule ({best.energy_method}) and {rec.throughput_gain:.1f}x throughput of PyTorch "
         f"eager fp32 batch 1"
     ]
+    if result.attribution is not None:
+        lines.append(f"compression: {result.attribution.summary()}")
     worst = frame.loc[frame.quality_drop.idxmax()]
     if worst.quality_drop > 0.01:
         lines.append(
             f"compression: {worst.variant} rejected: quality drop {worst.quality_drop:.2%} > 1%"
         )
-    return frame, lines
+    return frame, lines, result.attribution

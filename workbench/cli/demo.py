@@ -23,6 +23,7 @@ def demo(
     """The main job on a built-in demo model: load or train it, profile it, report what it found."""
     from pathlib import Path
 
+    from workbench.cli.optimize import print_attribution
     from workbench.demo import run_demo
     from workbench.measure.profiling import Profile
 
@@ -35,6 +36,8 @@ def demo(
     )
     for line in summary.findings:
         console.print(f"- {line}", markup=False)
+    print_attribution(summary.extra.get("attribution"), summary=False)  # a finding above
     console.print(
-        f"results: {summary.out_dir} (profiles.csv, summary.json); run store: {summary.db_path}"
+        f"results: {summary.out_dir} (profiles.csv, compression.csv, attribution.csv, "
+        f"summary.json); run store: {summary.db_path}"
     )

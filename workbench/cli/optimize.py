@@ -122,6 +122,23 @@ def _print_search(result, model: str, objective: str, top: int, db: str | None) 
     if result.recommendation is None:
         raise ConstraintError(result.unmet or "no recommendation")
     console.print(Text.assemble(("recommended: ", "bold green"), result.recommendation.reason))
+    print_attribution(result.attribution)
+
+
+def print_attribution(attribution, *, summary: bool = True) -> None:
+    """The recommendation's gain over the baseline by step (runtime, threads, batch size,
+    compression; each configuration measured), the product check and (``summary``) the one-line
+    summary."""
+    if attribution is None:
+        return
+    print_frame(
+        attribution.to_frame(),
+        "where the gain comes from: one change per step, each configuration measured",
+        attribution.SUMMARY_COLUMNS,
+    )
+    console.print(attribution.check_line(), markup=False)
+    if summary:
+        console.print(attribution.summary(), markup=False)
 
 
 def _held_out(path: str) -> dict:

@@ -3,7 +3,9 @@ and recommend the one to ship under the user's constraints (``optimize``).
 
 One module per job: :mod:`~workbench.compress.search.constraints` (the limits and their units),
 :mod:`~workbench.compress.search.candidates` (a measured configuration, the frontier),
-:mod:`~workbench.compress.search.recommendation` (the choice and its reason) and
+:mod:`~workbench.compress.search.recommendation` (the choice and its reason),
+:mod:`~workbench.compress.search.attribution` (the recommendation's gain split into runtime,
+threads, batch size and compression, each step measured) and
 :mod:`~workbench.compress.search.runner` (the search itself).
 
 Example
@@ -13,6 +15,16 @@ Example
 0.01
 """
 
+from workbench.compress.search.attribution import (
+    STEPS,
+    ChainConfig,
+    GainAttribution,
+    GainStep,
+    MeasuredConfig,
+    attribute_gain,
+    chain_configs,
+    measure_attribution,
+)
 from workbench.compress.search.candidates import (
     OBJECTIVES,
     PARETO_AXES,
@@ -36,13 +48,21 @@ __all__ = [
     "MIN_MEASURE_SECONDS",
     "OBJECTIVES",
     "PARETO_AXES",
+    "STEPS",
     "STRATEGIES",
     "Candidate",
+    "ChainConfig",
     "Check",
     "Constraints",
+    "GainAttribution",
+    "GainStep",
+    "MeasuredConfig",
     "Recommendation",
     "SearchResult",
+    "attribute_gain",
+    "chain_configs",
     "default_threads",
+    "measure_attribution",
     "measure_window",
     "optimize",
     "pareto_frontier",

@@ -28,7 +28,7 @@ import dataclasses
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,13 @@ from workbench.compress.registry import (
     VariantSpec,
     build_variant,
     get_spec,
+)
+from workbench.compress.search.attribution import (
+    ChainConfig,
+    GainAttribution,
+    MeasuredConfig,
+    fp32_variant,
+    measure_attribution,
 )
 from workbench.compress.search.candidates import OBJECTIVES, Candidate, pareto_frontier
 from workbench.compress.search.constraints import Constraints
@@ -102,6 +109,10 @@ class SearchResult:
     interrupted: bool = False
     stopped: str | None = None
     seconds: float = 0.0
+    #: The recommendation's gain over the baseline split into runtime, threads, batch size and
+    #: compression, each step measured (None: not asked for, no recommendation or baseline, or
+    #: the search was stopped or interrupted first).
+    attribution: GainAttribution | None = None
 
     #: The columns of :meth:`to_frame` a table of configurations shows (the CLI, the compression
     #: panel, which adds the run ids).
@@ -167,6 +178,8 @@ class SearchResult:
             out.update(rec.to_dict())
         if self.baseline is not None and self.baseline.profile is not None:
             out.update({f"baseline_{k}": v for k, v in self.baseline.to_dict().items()})
+        if self.attribution is not None:
+            out.update(self.attribution.metrics())
         return out
 
 
@@ -197,6 +210,7 @@ def optimize(
     work_dir: Path | None = None,
     progress: bool = True,
     stop: Callable[[], bool] | None = None,
+    attribute: bool = True,
 ) -> SearchResult:
     """Search compression variants x batch size x threads and recommend one configuration.
 
@@ -216,6 +230,7 @@ def optimize(
         :func:`~workbench.compress.quality.task_data` (``{"held_out": X, "labels": y}``).
     store: run store (``None``: default store; ``False``: none).
     stop: called between steps; returning true stops the search, keeping what finished.
+    attribute: split the gain over the baseline into measured steps (``result.attribution``).
 
     Example
     -------
@@ -250,6 +265,7 @@ def optimize(
         stop=stop,
         seed=seed,
         work_dir=work_dir,
+        attribute=attribute,
     )
     return _Search(settings).execute(model, data)
 
@@ -313,6 +329,18 @@ def measure_window(
     )
 
 
+def search_meter(variants: Iterable[Variant], *, nvml: Any = None) -> Any:
+    """The meter a search measures every configuration with (unless it is given one): the best
+    this machine allows, with the GPU (NVML) included when any variant runs on CUDA, so CUDA
+    variants are never ranked by a host-CPU estimate alone; where the GPU cannot be read, every
+    reading says why (:func:`workbench.energy.auto.auto_meter_for`). The same meter times the
+    CPU variants of a mixed search, so every configuration is charged the whole machine.
+    ``nvml``: the NVML module (tests pass a fake)."""
+    from workbench.energy.auto import auto_meter_for
+
+    return auto_meter_for({v.device for v in variants}, nvml=nvml)
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """The checked arguments of :func:`optimize`: the axes, the strategy, and where to record."""
@@ -331,6 +359,7 @@ class SearchSettings:
     stop: Callable[[], bool] | None = None
     seed: int = 0
     work_dir: Path | None = None
+    attribute: bool = True
 
 
 @dataclass(frozen=True)
@@ -389,6 +418,8 @@ class _Search:
             except KeyboardInterrupt:
                 interrupted = True
             result = self.outcome(handle.name, interrupted)
+            result.attribution = self.attribute(inputs, result)
+            result.seconds = time.monotonic() - self.start
             self.record(db, handle, result)
         return result
 
@@ -396,8 +427,6 @@ class _Search:
         self, handle: ModelHandle, data: TaskData | Mapping[str, Any] | None
     ) -> BuildInputs:
         """The task data, the model timed on it, and the fp32 outputs variants are judged by."""
-        from workbench.energy import auto_meter
-
         if not isinstance(data, TaskData):
             data = task_data(handle, seed=self.settings.seed, **(data or {}))
         # time real held-out items (length-bucketed sentences), not synthetic inputs
@@ -406,7 +435,6 @@ class _Search:
             cache_dir() / "variants" / f"{handle.name}-{handle.fingerprint[:12]}"
         )
         ctx = BuildContext(data, Path(work), self.settings.seed)
-        self.meter = self.meter or auto_meter()
         ref_backend = "torch" if base.torch_module is not None else "onnxruntime"
         ref_runner = make_runner(base, ref_backend)
         try:
@@ -418,6 +446,8 @@ class _Search:
     def search(self, inputs: BuildInputs, model: str) -> None:
         """Build every variant, measure the baseline, then every configuration."""
         built = self.build_all(inputs, model)
+        # one meter for every configuration, chosen once the variants' devices are known
+        self.meter = self.meter or search_meter(variant for variant, _ in built)
         self.baseline = self.measure_baseline(inputs, built)
         self.candidates = configurations(
             built, self.settings.batch_sizes, self.settings.threads, self.baseline
@@ -489,8 +519,55 @@ class _Search:
             details={
                 "skipped": self.skipped,
                 "frontier": result.frontier().to_dict(orient="records"),
+                "attribution": None if result.attribution is None else result.attribution.to_dict(),
             },
         )
+
+    def attribute(self, inputs: BuildInputs, result: SearchResult) -> GainAttribution | None:
+        """The winner's gain over the baseline, one measured change at a time; None where there
+        is nothing to split, or the caller stopped the search (more measuring would defy it)."""
+        rec, base = result.recommendation, self.baseline
+        if not self.settings.attribute or rec is None or base is None or base.profile is None:
+            return None
+        if result.interrupted or self.stopped:
+            return None
+        winner = rec.candidate
+        try:
+            fp32 = self.fp32_form(fp32_variant(winner.variant.backend), inputs)
+
+            def measure(config: ChainConfig) -> MeasuredConfig:
+                p = measure_window(
+                    fp32.handle,
+                    winner.measure_seconds,
+                    backend=config.backend,
+                    device=config.device,
+                    batch_size=config.batch_size,
+                    threads=config.threads,
+                    meter=self.meter,
+                )
+                joules = p.energy.energy_j_per_item
+                return MeasuredConfig(
+                    config,
+                    1 / joules if joules > 0 else float("nan"),
+                    p.throughput_items_per_s,
+                    p.energy.method,
+                    winner.measure_seconds,
+                )
+
+            return measure_attribution(base, winner, measure, self.candidates)
+        except KeyboardInterrupt:  # Ctrl-C here keeps the recommendation, without the split
+            result.interrupted = True
+            return None
+        except Exception as exc:  # a failed intermediate costs the table, not the search
+            self.skip("gain attribution", "attribution", exc)
+            return None
+
+    def fp32_form(self, name: str, inputs: BuildInputs) -> Variant:
+        """The fp32 variant ``name``: the one the search built, else built now."""
+        for c in [self.baseline, *self.candidates]:
+            if c is not None and c.name == name:
+                return c.variant
+        return build_variant(get_spec(name), inputs.base, inputs.ctx)
 
     def build(self, spec: VariantSpec, inputs: BuildInputs) -> tuple[Variant, Quality] | None:
         started = time.monotonic()
