@@ -71,3 +71,40 @@ def test_report_refuses_a_missing_notebook(tmp_path: Path, capsys) -> None:
     code = main(["report", "--notebook", str(tmp_path / "nope.ipynb")])
     assert code == 2
     assert "--notebook" in capsys.readouterr().err
+
+
+def test_report_refuses_a_baseline_from_another_host_unless_allowed(
+    tmp_path: Path, kernel_env: None, capsys: pytest.CaptureFixture
+) -> None:
+    """The baseline is a real profile run stored again as if timed on a 16-core machine: the
+    report refuses it naming both host fingerprints, and ``--allow-other-host`` warns instead."""
+    from workbench.measure.store import RunStore
+    from workbench.report.host import host_fingerprint
+
+    base = profile(
+        "digits-cnn", batch_size=1, threads=1, iterations=500, max_seconds=0.3,
+        energy=True, energy_min_seconds=0.3, idle_seconds=0.1, operators=False,
+    )  # fmt: skip
+    with RunStore() as store:
+        run = store.get(base.run_id)
+        other = {**run.environment, "logical_cores": 16, "cpu_model": "AMD EPYC 7B13"}
+        rid = store.add("profile", model=run.model, fingerprint=run.fingerprint,
+                        config=run.config, metrics=run.metrics, environment=other,
+                        details=run.details)  # fmt: skip
+    quick = ["--threads", "1", "--iterations", "500", "--max-seconds", "0.3", "--repeats", "1",
+             "--max-cost-increase-pct", "100", "--max-p99-increase-pct", "500"]  # fmt: skip
+    out = tmp_path / "report.html"
+    code = main(["report", "digits-cnn", "--baseline-run-id", str(rid), "--out", str(out), *quick])
+    err = capsys.readouterr().err.replace("\n", "")
+    assert code == 2
+    assert host_fingerprint(other) in err and host_fingerprint(run.environment) in err
+    assert "--allow-other-host" in err
+
+    code = main(["report", "digits-cnn", "--baseline-run-id", str(rid), "--out", str(out), *quick,
+                 "--allow-other-host"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "WARNING: baseline and candidate ran on different hosts" in captured.err
+    verdict = json.loads(out.with_suffix(".json").read_text())
+    assert verdict["host"]["other_host_allowed"] is True and verdict["host"]["same_host"] is False
+    assert 'id="host-warning"' in out.read_text()

@@ -1,18 +1,22 @@
-"""``workbench report``: profile a model, compare it with a baseline run, write an HTML report
-through the scheduled-report notebook (papermill), and exit 1 on a cost or p99 regression, so CI
-or cron can gate a deployment::
+"""``workbench report``: profile a model ``--repeats`` times, compare it with baseline runs on the
+same host, write an HTML report through the scheduled-report notebook (papermill), and exit 1 on
+a cost or p99 regression that noise does not explain, so CI or cron can gate a deployment::
 
-    workbench report digits-cnn --baseline-run-id 12 --out report/report.html
+    workbench report digits-cnn --baseline-run-id 12 --baseline-run-id 13 --out report/report.html
+
+A baseline from another machine is refused (exit 2, naming both host fingerprints);
+``--allow-other-host`` compares anyway and prints a warning with the verdict.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from workbench.cli.app import app, console
+from workbench.cli.app import app, console, err_console
 from workbench.cli.options import Db
 from workbench.errors import ConfigError
 
@@ -21,8 +25,21 @@ from workbench.errors import ConfigError
 def report(
     model: str = typer.Argument("digits-cnn", help="Demo model or .onnx path to profile."),
     *,
-    baseline_run_id: int | None = typer.Option(
-        None, "--baseline-run-id", help="Run to compare with (none: this run becomes it)."
+    baseline_run_id: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--baseline-run-id",
+            help="Baseline run to compare with; repeat for several (none: these runs become it).",
+        ),
+    ] = None,
+    repeats: int = typer.Option(
+        3, "--repeats", min=1, help="Profile the candidate N times; the interval needs repeats."
+    ),
+    allow_other_host: bool = typer.Option(
+        False,
+        "--allow-other-host",
+        help="Compare with a baseline timed on another machine (refused by default), with a "
+        "warning.",
     ),
     out: str = typer.Option(
         "workbench-report/report.html",
@@ -52,18 +69,19 @@ def report(
     ),
     db: Db = None,
 ) -> None:
-    """Profile, compare with a baseline run, write an HTML report; exit 1 on a cost/p99 regression.
+    """Profile N times, compare with baseline runs, write an HTML report; exit 1 on a regression.
 
+    A check fails when the lower bound of its 95 % bootstrap interval is beyond its threshold.
     Runs the scheduled-report notebook through papermill, so CI or cron can gate a deployment.
     """
-    import json
-
     papermill = _papermill()
     nb_path = _notebook(notebook)
     html_path = _html_path(out)
     parameters = {
         "model": model,
-        "baseline_run_id": baseline_run_id,
+        "baseline_run_ids": list(baseline_run_id) if baseline_run_id else None,
+        "repeats": repeats,
+        "allow_other_host": allow_other_host,
         "output_path": str(html_path),
         "max_cost_increase_pct": max_cost_increase_pct,
         "max_p99_increase_pct": max_p99_increase_pct,
@@ -77,8 +95,18 @@ def report(
         "db": str(Path(db).resolve()) if db else None,
     }
     executed = _run_notebook(papermill, nb_path, html_path, parameters)
+    _print_verdict(html_path, executed)
+
+
+def _print_verdict(html_path: Path, executed: Path) -> None:
+    """The verdict's summary line, and across hosts its warning again on stderr, loudly."""
+    import json
+
     verdict = json.loads(html_path.with_suffix(".json").read_text())
     console.print(verdict["summary"], markup=False)
+    warning = (verdict.get("host") or {}).get("warning")
+    if warning:
+        err_console.print(warning, style="bold yellow", markup=False, soft_wrap=True)
     console.print(f"report: {html_path} (executed notebook: {executed})", markup=False)
 
 

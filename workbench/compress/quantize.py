@@ -7,7 +7,8 @@ Before quantising, linear layers exported as ``Gemm`` are rewritten as ``MatMul`
 (:func:`gemm_to_matmul`): ONNX Runtime's dynamic quantiser and MatMulNBits only take ``MatMul``.
 Dynamic and weight-only variants touch ``MatMul`` nodes only (convolutions stay fp32: ONNX
 Runtime's ``ConvInteger`` is slower than its fp32 convolution on CPUs); weights are signed int8
-(QUInt8 weights ran ~40 % slower on the CPU of ``compression-findings.md``).
+(QUInt8 weights ran about 40 % slower than QInt8 on the CPU these variants were first measured
+on).
 
 Example
 -------
@@ -162,7 +163,7 @@ def _count_ops(path: Path, ops: tuple[str, ...]) -> int:
 @contextmanager
 def _quiet() -> Iterator[None]:
     """Silence the quantisers' progress prints and their advice to pre-process (it changes
-    nothing here, see compression-findings.md)."""
+    nothing here)."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)

@@ -249,7 +249,8 @@ def test_minilm_per_channel_rescues_dynamic_int8_and_ranking_is_reported(minilm)
         assert q.drop == pytest.approx(1 - q.cosine_mean)
     per_tensor = figures["ort-int8-dynamic"]
     per_channel = figures["ort-int8-dynamic-per-channel"]
-    assert per_channel.cosine_mean > per_tensor.cosine_mean  # compression-findings.md
+    # one scale per output channel follows each channel's range: closer to fp32 than one scale
+    assert per_channel.cosine_mean > per_tensor.cosine_mean
     assert per_channel.cosine_mean > 0.98
     assert figures["ort-int8-weight-only"].cosine_mean > 0.995
 

@@ -18,10 +18,31 @@ from workbench.report.gate import (
     compare_runs,
     with_extra_work,
 )
+from workbench.report.host import host_fingerprint
 from workbench.report.html import write_html_report
 
+#: The environment a profile stores (workbench.measure.environment), as on a 2-core laptop.
+ENV = {
+    "cpu_model": "Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz",
+    "logical_cores": 2,
+    "physical_cores": 1,
+    "memory_gb": 7.7,
+    "os": "Linux-6.1.0-13-amd64-x86_64-with-glibc2.36",
+    "python": "3.12.1",
+    "gpu": None,
+    "numpy": "2.1.0",
+}
 
-def add_run(store: RunStore, throughput: float, p99: float, *, batch_size: int = 1, **extra):
+
+def add_run(
+    store: RunStore,
+    throughput: float,
+    p99: float,
+    *,
+    batch_size: int = 1,
+    env: dict | None = None,
+    **extra,
+):
     metrics = {
         "throughput_items_per_s": throughput,
         "latency_ms_p50": p99 / 4,
@@ -38,6 +59,7 @@ def add_run(store: RunStore, throughput: float, p99: float, *, batch_size: int =
         fingerprint="f" * 64,
         config={"backend": "onnxruntime", "device": "cpu", "batch_size": batch_size, "threads": 1},
         metrics=metrics,
+        environment=ENV if env is None else env,
         details={"latencies_ms": list(np.linspace(p99 / 5, p99 * 1.2, 300))},
     )
 
@@ -171,3 +193,149 @@ def test_docstring_examples_run() -> None:
     assert result.attempted >= 3 and result.failed == 0
     result = doctest.testmod(workbench.report.html)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- the host check ---------------------------------------------------------------------------
+
+
+def test_same_host_passes_and_both_fingerprints_are_recorded(store: RunStore, tmp_path) -> None:
+    # Another host name, Python and kernel: the same machine for timing purposes.
+    later = {**ENV, "python": "3.12.4", "os": "Linux-6.1.0-15-amd64-x86_64-with-glibc2.36"}
+    a, b = add_run(store, 1000.0, 2.0), add_run(store, 1000.0, 2.0, env=later)
+    gate = compare_runs(store, a, b)
+    assert gate.passed and gate.host.same_host and gate.host.warning is None
+    fingerprint = host_fingerprint(ENV)
+    assert len(fingerprint) == 12 and fingerprint != "unknown"
+    verdict = gate.to_dict()["host"]
+    assert verdict["baseline_fingerprint"] == verdict["candidate_fingerprint"] == fingerprint
+    assert verdict["same_host"] is True and verdict["warning"] is None
+    assert "WARNING" not in gate.summary()
+    path = write_html_report(gate, tmp_path / "report.html")
+    text = path.read_text()
+    assert fingerprint in text and 'id="host-warning"' not in text
+    assert json.loads(path.with_suffix(".json").read_text())["host"]["same_host"] is True
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"logical_cores": 8}, {"cpu_model": "AMD EPYC 7B13"}, {"gpu": "NVIDIA H100 80GB HBM3"},
+     {"memory_gb": 31.2}, {"os": "Linux-6.1.0-13-arm64-aarch64-with-glibc2.36"}],
+)  # fmt: skip
+def test_another_host_is_refused_naming_both_fingerprints_and_the_fix(
+    store: RunStore, change: dict
+) -> None:
+    other = {**ENV, **change}
+    a, b = add_run(store, 1000.0, 2.0), add_run(store, 1000.0, 2.0, env=other)
+    with pytest.raises(ConfigError) as err:
+        compare_runs(store, a, b)
+    text = str(err.value)
+    assert host_fingerprint(ENV) in text and host_fingerprint(other) in text
+    assert host_fingerprint(ENV) != host_fingerprint(other)
+    assert "Re-run the baseline on this host" in text and "allow_other_host=True" in text
+    assert "--allow-other-host" in text
+
+
+def test_another_host_is_allowed_with_a_loud_warning(store: RunStore, tmp_path) -> None:
+    other = {**ENV, "logical_cores": 16, "cpu_model": "AMD EPYC 7B13"}
+    a, b = add_run(store, 1000.0, 2.0), add_run(store, 1000.0, 2.0, env=other)
+    gate = compare_runs(store, a, b, allow_other_host=True)
+    assert gate.passed and not gate.host.same_host and gate.host.other_host_allowed
+    warning = gate.host.warning
+    assert warning.startswith("WARNING: baseline and candidate ran on different hosts")
+    assert host_fingerprint(other) in warning and "AMD EPYC 7B13" in warning
+    assert gate.summary().endswith(warning) and gate.notes[0] == warning
+    assert gate.to_dict()["host"]["warning"] == warning
+    text = write_html_report(gate, tmp_path / "report.html").read_text()
+    assert 'class="warn" id="host-warning"' in text and "WARNING: baseline and candidate" in text
+
+
+def test_an_unrecorded_or_mixed_host_is_refused(store: RunStore) -> None:
+    a, bare = add_run(store, 1000.0, 2.0), add_run(store, 1000.0, 2.0, env={})
+    with pytest.raises(ConfigError, match="unknown"):
+        compare_runs(store, a, bare)
+    with pytest.raises(ConfigError, match="unknown"):
+        compare_runs(store, bare, bare)  # two unrecorded hosts are not known to be one
+    other = add_run(store, 1000.0, 2.0, env={**ENV, "logical_cores": 4})
+    with pytest.raises(ConfigError, match="baseline runs were timed on different hosts"):
+        compare_runs(store, [a, other], a)
+    with pytest.raises(ConfigError, match="no candidate run ids"):
+        compare_runs(store, a, [])
+
+
+# -- repeats and the interval -----------------------------------------------------------------
+
+
+def add_sampled_run(store: RunStore, samples: np.ndarray) -> int:
+    """A profile run whose figures are computed from its latency samples, as profile() does."""
+    metrics = {
+        "throughput_items_per_s": float(1e3 / samples.mean()),
+        "latency_ms_p50": float(np.percentile(samples, 50)),
+        "latency_ms_p99": float(np.percentile(samples, 99)),
+        "energy_j_per_item": 2e-3,
+        "energy_method": "estimated",
+    }
+    config = {"backend": "onnxruntime", "device": "cpu", "batch_size": 1, "threads": 1}
+    return store.add("profile", model="m", fingerprint="f" * 64, config=config, metrics=metrics,
+                     environment=ENV, details={"latencies_ms": samples.tolist()})  # fmt: skip
+
+
+def sampled_runs(store: RunStore, rng: np.random.Generator, runs: int, scale: float = 1.0):
+    """``runs`` runs of 2000 calls each from one skewed latency distribution, times ``scale``;
+    each run also has its own small offset (another process, the clock), as real repeats do."""
+    return [
+        add_sampled_run(store, rng.lognormal(-1.0, 0.35, 2000) * scale * rng.normal(1.0, 0.02))
+        for _ in range(runs)
+    ]
+
+
+def test_the_same_distribution_does_not_fail_where_the_point_figure_would(store) -> None:
+    """Two sets of runs from one distribution: the point figure of p99 rose (a one-pair gate with
+    limit 0 % would fail), the interval says noise explains it, and the gate passes."""
+    rng = np.random.default_rng(15)  # a draw where both point figures rose
+    base, cand = sampled_runs(store, rng, 3), sampled_runs(store, rng, 3)
+    gate = compare_runs(store, base, cand, Thresholds(max_cost_increase_pct=0,
+                                                      max_p99_increase_pct=0))  # fmt: skip
+    cost, p99 = gate.gated
+    assert p99.change_pct > 0 and cost.change_pct > 0  # the point figures alone would fail
+    assert p99.low_pct < 0 < p99.high_pct and cost.low_pct < 0 < cost.high_pct
+    assert gate.passed, gate.summary()
+    assert p99.decided_by == "lower bound"
+    assert "the lower bound is within the limit: noise could explain the rise" in p99.describe()
+    assert [r.id for r in gate.candidate_runs] == cand and gate.baseline.id == base[0]
+    assert gate.to_dict()["baseline_run_ids"] == base
+    # each side's figure is the mean over its runs
+    p99s = [store.get(i).metrics["latency_ms_p99"] for i in base]
+    assert p99.baseline == pytest.approx(np.mean(p99s))
+
+
+def test_a_shifted_distribution_fails_on_its_lower_bound(store: RunStore) -> None:
+    rng = np.random.default_rng(3)
+    base, slow = sampled_runs(store, rng, 3), sampled_runs(store, rng, 3, scale=1.4)
+    gate = compare_runs(store, base, slow, Thresholds(max_cost_increase_pct=10,
+                                                      max_p99_increase_pct=20))  # fmt: skip
+    cost, p99 = gate.gated
+    assert not gate.passed and gate.failures == [cost, p99]
+    for check, limit in ((cost, 10), (p99, 20)):
+        assert check.low_pct > limit and check.low_pct < check.change_pct < check.high_pct
+        assert check.decided_by == "lower bound"
+        assert "the lower bound is beyond the limit" in check.describe()
+    with pytest.raises(RegressionError, match="lower bound is beyond the limit"):
+        gate.raise_for_regression()
+    # a limit inside the interval: the rise might be noise, so the gate does not fail
+    limit = Thresholds(max_cost_increase_pct=cost.high_pct, max_p99_increase_pct=p99.high_pct)
+    wide = compare_runs(store, base, slow, limit)
+    assert wide.passed and [c.decided_by for c in wide.gated] == ["upper bound"] * 2
+
+
+def test_the_interval_is_seeded_and_repeats_narrow_it(store: RunStore) -> None:
+    rng = np.random.default_rng(5)
+    base, cand = sampled_runs(store, rng, 6), sampled_runs(store, rng, 6)
+    one = compare_runs(store, base, cand).gated[1]
+    again = compare_runs(store, base, cand).gated[1]
+    assert (one.low_pct, one.high_pct) == (again.low_pct, again.high_pct)
+    other_seed = compare_runs(store, base, cand, seed=1).gated[1]
+    assert other_seed.low_pct != one.low_pct
+    few = compare_runs(store, base[:1], cand[:1]).gated[1]
+    assert one.high_pct - one.low_pct < few.high_pct - few.low_pct
+    note = next(n for n in compare_runs(store, base[:1], cand).notes if n.startswith("interval"))
+    assert "1 baseline run and 6 candidate runs" in note and "--repeats" in note
