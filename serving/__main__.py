@@ -4,6 +4,9 @@ Binds 127.0.0.1 unless ``--host`` says otherwise; ``--port 0`` picks a free port
 ``listening`` log line names it). The bearer token comes from ``--token-file`` or the
 ``SERVING_TOKEN`` environment variable (``--token`` works too, but shows in the process list).
 A bundle that fails verification is refused before anything listens (exit code 2).
+The server meters its own energy (RAPL, NVML, else an estimate from its CPU time; see
+:mod:`serving.live_energy`) every ``--meter-interval-s`` seconds; ``--no-live-meter`` turns that
+off, with its series.
 SIGTERM or Ctrl-C stops accepting connections, finishes accepted requests (up to ``--grace-s``),
 drains the batchers, then exits 0.
 """
@@ -23,7 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from serving.app import DEFAULT_MAX_BODY_BYTES, JsonFormatter, ServingApp
+from serving.endpoint import Endpoint
+from serving.live_energy import LiveMeter, discover_meters
 from serving.manifest import BundleError, load_bundle, unpack_archive
+from serving.metrics import ServingMetrics
 
 log = logging.getLogger("serving")
 
@@ -40,7 +46,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--idle-timeout-s", type=float, default=30.0, help="close idle keep-alives")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log every request (costs CPU)")
+    p.add_argument(
+        "--meter-interval-s",
+        type=_positive,
+        default=1.0,
+        help="seconds between live energy readings (default 1.0)",
+    )
+    p.add_argument(
+        "--no-live-meter", action="store_true", help="do not meter energy live (no live series)"
+    )
     return p.parse_args(argv)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0; try 1.0")
+    return value
+
+
+def live_meter(
+    args: argparse.Namespace, endpoints: list[Endpoint], metrics: ServingMetrics
+) -> LiveMeter | None:
+    """The live meter over the meters found here (``None`` with ``--no-live-meter``)."""
+    if args.no_live_meter:
+        return None
+    manifests = [e.manifest for e in endpoints]
+    meters, notes = discover_meters(manifests)
+    prices = [m.cost.instance_usd_per_h for m in manifests if m.cost.instance_usd_per_h is not None]
+    return LiveMeter(
+        meters,
+        metrics,
+        interval_s=args.meter_interval_s,
+        instance_usd_per_h=prices[0] if prices else None,
+        notes=notes,
+    )
 
 
 def configure_logging(level: str) -> None:
@@ -94,9 +137,6 @@ async def serve(app: ServingApp, sock: socket.socket, args: argparse.Namespace) 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level)
-    from serving.endpoint import Endpoint
-    from serving.metrics import ServingMetrics
-
     metrics = ServingMetrics()
     archives = any(Path(p).is_file() for p in args.bundles)
     # Archives are unpacked to a temporary folder; plain folders need no writable disk.
@@ -114,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_body_bytes=int(args.max_body_mb * 2**20),
                 metrics=metrics,
                 access_log=args.access_log,
+                live_meter=live_meter(args, endpoints, metrics),
             )
         except (BundleError, ValueError, OSError) as exc:
             log.error("bundle refused", extra={"error": str(exc)})

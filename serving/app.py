@@ -48,6 +48,7 @@ import orjson
 
 from serving.endpoint import Endpoint
 from serving.http import Request, Response
+from serving.live_energy import LiveMeter
 from serving.metrics import ServingMetrics
 from serving.protocol import ProtocolError, decode_infer, encode_infer, error_body
 
@@ -77,6 +78,7 @@ class ServingApp:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         metrics: ServingMetrics | None = None,
         access_log: bool = False,
+        live_meter: LiveMeter | None = None,
     ) -> None:
         self.endpoints = {e.name: e for e in endpoints}
         if len(self.endpoints) != len(endpoints):
@@ -92,6 +94,8 @@ class ServingApp:
         self._refused_logged = (0, 0.0)  # (refused count, monotonic time) at the last log line
         self._started: asyncio.Task | None = None
         self._openapi: bytes | None = None
+        self.live_meter = live_meter  # started once every model is warm
+        self.busy = None if live_meter is None else live_meter.busy
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -124,6 +128,8 @@ class ServingApp:
                     "runs": "inline" if endpoint.front.inline else "worker threads",
                 },
             )
+        if self.live_meter is not None:  # warm-up energy is not serving energy
+            self.live_meter.start(asyncio.get_running_loop())
 
     async def shutdown(self) -> None:
         """Drain the batchers (call after the HTTP server finished the accepted requests)."""
@@ -131,6 +137,8 @@ class ServingApp:
             self._started.cancel()
         for endpoint in self.endpoints.values():
             await endpoint.close()
+        if self.live_meter is not None:
+            self.live_meter.stop()
         log.info(
             "shutdown",
             extra={"accepted": self.accepted, "answered": self.answered, "refused": self.refused},
@@ -180,6 +188,8 @@ class ServingApp:
             )
         if parts == ["metrics"]:
             _allow(method, "GET")
+            if self.live_meter is not None:  # energy read at the same moment as the counts
+                self.live_meter.sample()
             return Response(
                 200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")]
             )
@@ -200,6 +210,8 @@ class ServingApp:
             _allow(method, "POST")
             if request.token is not endpoint:
                 raise ProtocolError("inference requests must be announced by the server", 500)
+            if self.busy is not None:
+                return self._infer_busy(endpoint, request)
             return self._infer(endpoint, request)
         _allow(method, "GET")
         if action == "":
@@ -231,6 +243,15 @@ class ServingApp:
         if len(rest) > 1:
             raise ProtocolError(f"no route for {path}", 404)
         return endpoint, rest[0] if rest else ""
+
+    async def _infer_busy(self, endpoint: Endpoint, request: Request) -> Response:
+        """:meth:`_infer`, counted in the live meter's busy time (idle energy is the rest)."""
+        busy = self.busy
+        busy.enter()
+        try:
+            return await self._infer(endpoint, request)
+        finally:
+            busy.leave()
 
     async def _infer(self, endpoint: Endpoint, request: Request) -> Response:
         started = time.perf_counter()

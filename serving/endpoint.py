@@ -8,7 +8,8 @@ profile).
 Energy and cost follow what ran: a cache hit counts as a prediction but adds no model energy or
 model-time cost; a cascade charges every row the small model's figures and each escalated row the
 large model's too (:func:`route_charges`). Every figure is labelled ``method="profile"`` (or
-``typed in``), with how the profile made it in ``profile_method``: the runtime measures nothing.
+``typed in``), with how the profile made it in ``profile_method``: these series measure nothing
+(the live meter, :mod:`serving.live_energy`, does).
 
 Example
 -------

@@ -191,6 +191,19 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Energy:
+    """What the live meter needs to estimate CPU energy where no counter exists: the TDP of the
+    ``logical_cores`` of the CPU the bundle was exported on (``cpu_tdp_w``, from the workbench's
+    TDP table), that CPU's ``cpu_model`` and how the TDP was found (``tdp_source``). Older
+    manifests without it get 4 W per logical core (:mod:`serving.live_energy`)."""
+
+    cpu_tdp_w: float | None = None
+    cpu_model: str = ""
+    logical_cores: int | None = None
+    tdp_source: str = ""
+
+
+@dataclass(frozen=True)
 class Manifest:
     """What a bundle serves and how. ``profile`` holds the measured figures it was exported with
     (``latency_ms_p99``, ``throughput_items_per_s``, ``energy_j_per_item``, ``energy_method``,
@@ -211,6 +224,7 @@ class Manifest:
     profile: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     created_by: str = ""
+    energy: Energy = field(default_factory=Energy)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, as written to ``manifest.json`` (schema version first)."""
@@ -402,6 +416,7 @@ def parse_manifest(raw: Any) -> Manifest:
         profile=_object(raw, "profile"),
         created_at=str(raw.get("created_at", "")),
         created_by=str(raw.get("created_by", "")),
+        energy=_section(Energy, raw, "energy"),
     )
     _check_values(manifest)
     return manifest
@@ -524,6 +539,13 @@ def _check_values(m: Manifest) -> None:
     for label, value in optional:
         need(value is None or (_num(value) and value >= 0), label, "must be a number >= 0 or null")
     need(isinstance(cost.method, str), "cost.method", "must be a string")
+    e = m.energy
+    tdp_ok = e.cpu_tdp_w is None or (_num(e.cpu_tdp_w) and e.cpu_tdp_w > 0)
+    need(tdp_ok, "energy.cpu_tdp_w", "must be a number > 0 or null")
+    cores_ok = e.logical_cores is None or _whole(e.logical_cores, 1)
+    need(cores_ok, "energy.logical_cores", "must be a whole number >= 1 or null")
+    for label, text in (("energy.cpu_model", e.cpu_model), ("energy.tdp_source", e.tdp_source)):
+        need(isinstance(text, str), label, "must be a string")
     need(_whole(b.max_batch_rows, 1), "batching.max_batch_rows", "must be a whole number >= 1")
     need(_num(b.max_delay_ms) and b.max_delay_ms >= 0, "batching.max_delay_ms", "must be >= 0")
     need(_whole(b.max_queue_rows, 1), "batching.max_queue_rows", "must be a whole number >= 1")

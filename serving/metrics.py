@@ -12,13 +12,20 @@ thread, so there are no locks. :class:`ServingMetrics` names the runtime's serie
 - ``serving_cascade_rows_total`` / ``serving_escalated_rows_total`` and
   ``serving_escalation_ratio``;
 - ``serving_predictions_total`` (every row answered, cache hits included) and, charged per row a
-  model ran, from figures the bundle carries (nothing here meters energy):
+  model ran, from figures the bundle carries (these series meter nothing):
   ``serving_energy_joules_per_prediction``, ``serving_cost_usd_per_prediction``,
   ``serving_energy_joules_total``, ``serving_cost_usd_total``, labelled ``role`` (the model that
   ran: ``main``, ``small``, ``large``; ``cascade`` for a whole-bundle figure), ``method`` (how the
   runtime got the figure: ``profile``, ``typed in``, or ``unknown`` with a NaN per-prediction
   gauge) and ``profile_method`` (how that figure was made: ``measured``, ``estimated``, ...);
-  and ``serving_instance_usd_per_hour``.
+  and ``serving_instance_usd_per_hour``;
+- the live series, once :meth:`ServingMetrics.enable_live` added them (:mod:`serving.live_energy`
+  meters the server itself; ``--no-live-meter`` leaves them out), :class:`LiveSeries`:
+  ``serving_live_energy_joules_total``, ``serving_live_idle_energy_joules_total`` and
+  ``serving_live_power_watts`` labelled ``component`` (``cpu_package:0``, ``dram:0``, ``gpu:0``,
+  ``cpu``), ``method`` (``measured``, ``estimated``) and ``meter`` (``rapl``, ``nvml``,
+  ``process-cpu``); ``serving_live_energy_joules_per_prediction{method}``,
+  ``serving_live_cost_usd_per_1m_predictions{method}`` and ``serving_live_meter_info``.
 
 Example
 -------
@@ -137,10 +144,48 @@ class Histogram:
         return out
 
 
+class LiveSeries:
+    """What the server measures of itself (:class:`serving.live_energy.LiveMeter` sets them)."""
+
+    def __init__(self) -> None:
+        k = ("component", "method", "meter")
+        self.energy = Counter(
+            "serving_live_energy_joules_total",
+            "Energy metered live since start (method: measured by a counter, or estimated).",
+            k,
+        )
+        self.idle_energy = Counter(
+            "serving_live_idle_energy_joules_total",
+            "The part of serving_live_energy_joules_total spent while no request was in flight.",
+            k,
+        )
+        self.power = Gauge("serving_live_power_watts", "Power over the last interval.", k)
+        self.energy_per_prediction = Gauge(
+            "serving_live_energy_joules_per_prediction",
+            "Live energy since start / predictions since start (idle time included); NaN "
+            "before the first prediction.",
+            ("method",),
+        )
+        self.cost_per_1m = Gauge(
+            "serving_live_cost_usd_per_1m_predictions",
+            "Instance price x uptime / predictions since start x 1e6 (idle time included).",
+            ("method",),
+        )
+        self.info = Gauge(
+            "serving_live_meter_info",
+            "1 for each meter this server found, by component.",
+            ("meter", "method", "component"),
+        )
+
+    def all(self) -> list[Counter]:
+        return [v for v in vars(self).values() if isinstance(v, Counter)]
+
+
 class ServingMetrics:
     """Every series the runtime exports."""
 
     def __init__(self) -> None:
+        self.live: LiveSeries | None = None  # the live meter's series, once enabled
         m = ("model",)
         self.requests = Counter(
             "serving_requests_total", "Inference requests by status code.", ("model", "code")
@@ -207,8 +252,15 @@ class ServingMetrics:
         )
         self.ready = Gauge("serving_model_ready", "1 once the model has warmed up.", m)
 
+    def enable_live(self) -> LiveSeries:
+        """Add the live series (once); they render after the others."""
+        if self.live is None:
+            self.live = LiveSeries()
+        return self.live
+
     def all(self) -> list[Counter | Histogram]:
-        return [v for v in vars(self).values() if isinstance(v, (Counter, Histogram))]
+        mine = [v for v in vars(self).values() if isinstance(v, (Counter, Histogram))]
+        return mine + (self.live.all() if self.live is not None else [])
 
     def render(self) -> bytes:
         lines = []

@@ -45,6 +45,7 @@ from serving.manifest import (
     Cache,
     Cascade,
     Cost,
+    Energy,
     Manifest,
     ModelFile,
     Scaling,
@@ -57,7 +58,7 @@ from serving.manifest import (
     write_checksums,
 )
 from workbench.errors import ConfigError, ExportError, ModelLoadError
-from workbench.ship.alerts import alert_rules
+from workbench.ship.alerts import alert_rules_yaml
 from workbench.ship.docker import DOCKERIGNORE, PORT, copy_runtime, dockerfile
 from workbench.ship.kubernetes import default_scaling, kubernetes_manifests
 from workbench.ship.ray import ray_serve_config
@@ -471,12 +472,25 @@ def _manifest(folder: Path, handles: dict[str, Any], s: _Settings) -> Manifest:
         profile=s.figures,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         created_by="inference-workbench",
+        energy=energy_section(),
     )
     try:  # the runtime's own rules, so a bad setting is named before anything is written
         parse_manifest(json.loads(json.dumps(manifest.to_dict())))  # tuples to lists
     except BundleError as exc:
         raise ConfigError(f"export settings refused: {exc}") from exc
     return manifest
+
+
+def energy_section() -> Energy:
+    """This machine's CPU, logical cores and TDP (the TDP table of
+    :func:`workbench.energy.estimate.cpu_tdp`): what the runtime's live meter estimates CPU
+    energy from where no RAPL counter exists."""
+    from workbench.energy.estimate import cpu_tdp, detect_cpu_model
+
+    model = detect_cpu_model()
+    cores = os.cpu_count() or 1
+    watts, source = cpu_tdp(model, cores)
+    return Energy(cpu_tdp_w=watts, cpu_model=model, logical_cores=cores, tdp_source=source)
 
 
 def _copy_models(folder: Path, handles: dict[str, Any]) -> list[ModelFile]:
@@ -556,7 +570,7 @@ def _write_deploy_files(folder: Path, m: Manifest) -> None:
         _write_yaml(kube / file_name, doc)
     prom = folder / "deploy" / "prometheus"
     prom.mkdir(parents=True)
-    _write_yaml(prom / "alerts.yaml", alert_rules(m))
+    (prom / "alerts.yaml").write_text(alert_rules_yaml(m), encoding="utf-8")
     ray = folder / "deploy" / "ray"
     ray.mkdir(parents=True)
     _write_yaml(ray / "serve.yaml", ray_serve_config(m))
