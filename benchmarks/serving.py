@@ -23,12 +23,15 @@ few times at most and flagged. Figures are medians of the quiet runs.
 Writes ``benchmarks/results/serving.json``: a list with one entry per model holding the ratios
 against MLServer's fastest configuration at concurrency 16 (JSON tensors), our server CPU per
 request, the fraction of the in-process ceiling, the concurrency-1 overhead, the targets, and
-every raw figure.
+every raw figure. ``--metering`` measures only the live energy meter's cost instead: server CPU
+per request at c=16 (JSON) with the meter on and off, alternating, and writes
+``benchmarks/results/serving_metering.json``.
 
 Usage::
 
     python benchmarks/serving.py            # full run (quiet machine; about 15 minutes)
     python benchmarks/serving.py --quick    # short smoke run that exercises every part
+    python benchmarks/serving.py --metering # the live energy meter's overhead only (c=16)
 """
 
 from __future__ import annotations
@@ -221,10 +224,18 @@ class Server:
         self.log.close()
 
 
-def start_ours(case: Case, onnx_path: Path, batching: bool, spinning: bool, logs: Path) -> Server:
+def start_ours(
+    case: Case,
+    onnx_path: Path,
+    batching: bool,
+    spinning: bool,
+    logs: Path,
+    *,
+    live_meter: bool = True,
+) -> Server:
     from workbench.ship.bundle import export
 
-    name = "ours" if batching else "ours-nobatch"
+    name = ("ours" if batching else "ours-nobatch") + ("" if live_meter else "-nometer")
     bundle = BENCH / "bundles" / f"{case.model}-{name}"
     export(
         onnx_path,
@@ -242,6 +253,8 @@ def start_ours(case: Case, onnx_path: Path, batching: bool, spinning: bool, logs
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     cmd = [sys.executable, "-m", "serving", ".", "--port", str(port), "--log-level", "warning"]
+    if not live_meter:
+        cmd.append("--no-live-meter")
     server = Server(
         name,
         cmd,
@@ -691,6 +704,49 @@ def bench_model(case: Case, tool: str, args, logs: Path) -> dict[str, Any]:
     return summarise(case, points, ceiling, args)
 
 
+METERING_RESULTS = ROOT / "benchmarks" / "results" / "serving_metering.json"
+
+
+def bench_metering(case: Case, tool: str, args, logs: Path) -> dict[str, Any]:
+    """Server CPU per request at c=16 (JSON) with the live energy meter on and off.
+
+    The two servers alternate (off, on, off, on, ...) for ``args.pairs`` pairs, so a slow spell of
+    the machine falls on both; each pair gives one on/off ratio. The noise floor is the same
+    comparison between consecutive runs of the meter-off server alone.
+    """
+    print(f"{case.model}: live meter on vs off, c={COMPARE_AT}, JSON", flush=True)
+    onnx_path, feed = model_inputs(case.model)
+    data = input_data_file(case, feed)
+    spin = in_process(case, onnx_path, feed, seconds=window_s(case, args))["spinning"]
+    runs: dict[str, list[Point]] = {"off": [], "on": []}
+    for _ in range(args.pairs):
+        for label in ("off", "on"):
+            server = start_ours(case, onnx_path, True, spin, logs, live_meter=label == "on")
+            try:
+                prime(tool, server, data, case)
+                runs[label].append(measure(tool, server, data, "json", COMPARE_AT, args, case))
+            finally:
+                server.stop()
+    cpu = {k: [p.server_cpu_us_per_request for p in v] for k, v in runs.items()}
+    ratios = [on / off for on, off in zip(cpu["on"], cpu["off"], strict=True)]
+    floor = [b / a for a, b in zip(cpu["off"], cpu["off"][1:], strict=False)]
+    return {
+        "model": case.model,
+        "concurrency": COMPARE_AT,
+        "tensors": "json",
+        "pairs": args.pairs,
+        "server_cpu_us_per_request": {k: v for k, v in cpu.items()},
+        "median_server_cpu_us_per_request": {k: statistics.median(v) for k, v in cpu.items()},
+        "on_off_ratios": ratios,
+        "median_on_off_ratio": statistics.median(ratios),
+        "noise_floor_off_off_ratios": floor,
+        "target_on_off_ratio_at_most": 1.05,
+        "met": statistics.median(ratios) <= 1.05,
+        "method": "measured: psutil CPU time of the server's process tree / requests it answered",
+        "points": [asdict(p) for v in runs.values() for p in v],
+    }
+
+
 def _get(points: list[Point], server: str, tensors: str, c: int) -> Point | None:
     return next(
         (p for p in points if (p.server, p.tensors, p.concurrency) == (server, tensors, c)), None
@@ -796,6 +852,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-retries", type=int, default=None, help="noisy windows tolerated (4)")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument(
+        "--metering",
+        action="store_true",
+        help="only the live meter's overhead: digits-cnn at c=16 with the meter on vs off",
+    )
+    p.add_argument("--pairs", type=int, default=3, help="meter on/off pairs with --metering")
+    p.add_argument(
         "--resummarise",
         action="store_true",
         help="recompute the summaries from the raw points stored in --out (no new measurement)",
@@ -814,6 +876,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(exist_ok=True)
     tool = perf_analyzer()
     env = environment()
+    if args.metering:
+        return _write_metering(bench_metering(CASES["digits-cnn"], tool, args, logs), env)
     results = []
     for model in args.models.split(","):
         entry = bench_model(CASES[model], tool, args, logs)
@@ -840,6 +904,20 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
     tmp.replace(out)
     print(f"wrote {out}")
+    return 0
+
+
+def _write_metering(entry: dict[str, Any], env: dict[str, Any]) -> int:
+    entry["environment"] = {**env, "load_average_at_end": os.getloadavg()}
+    print(
+        f"live meter: server CPU {entry['median_server_cpu_us_per_request']['on']:.0f} us/req on, "
+        f"{entry['median_server_cpu_us_per_request']['off']:.0f} off: median ratio "
+        f"{entry['median_on_off_ratio']:.3f} (pairs {entry['on_off_ratios']}; noise floor "
+        f"off/off {entry['noise_floor_off_off_ratios']}); target <= 1.05",
+        flush=True,
+    )
+    METERING_RESULTS.write_text(json.dumps(entry, indent=2, default=str) + "\n")
+    print(f"wrote {METERING_RESULTS}")
     return 0
 
 

@@ -11,15 +11,16 @@ Meters (:func:`discover_meters` finds them at start):
   sampled at every tick. Measured, whole GPU; components ``gpu:N``. Needs ``pynvml``, which is
   optional and never a requirement of the bundle; env ``SERVING_NVML_MODULE`` names another
   module with the same functions (a test's fake), or ``none`` to skip NVML.
-- ``process-cpu``, where RAPL is absent or unreadable: this process's CPU seconds (``os.times``,
-  user + system, every thread) x watts per logical core. The watts are the bundle's
-  ``energy.cpu_tdp_w / energy.logical_cores`` (written at export from the workbench's TDP table)
-  when this machine's CPU is the one the bundle names, else 4 W per logical core. Estimated,
+- ``process-cpu``, where RAPL is absent or unreadable: this process's CPU seconds
+  (``time.process_time``, user + system, every thread) x watts per logical core. The watts are
+  the bundle's ``energy.cpu_tdp_w / energy.logical_cores`` (written at export from the
+  workbench's TDP table) when this machine's CPU is the one the bundle names, else 4 W per
+  logical core. Estimated,
   this process's share only; component ``cpu``.
 
 :class:`LiveMeter` reads every meter each ``interval_s`` on the event loop (a sysfs read or
-``os.times()``: microseconds) and at each ``/metrics`` scrape, so the energy and the prediction
-counts of one exposition are from the same moment. It adds each interval's joules to
+``time.process_time()``: microseconds) and at each ``/metrics`` scrape, so the energy and the
+prediction counts of one exposition are from the same moment. It adds each interval's joules to
 ``serving_live_energy_joules_total`` and ``joules x idle fraction`` to
 ``serving_live_idle_energy_joules_total``, where the idle fraction is the share of the interval
 during which no inference request was in flight (:class:`BusyClock`, two clock reads per busy
@@ -231,9 +232,9 @@ class NvmlCounters:
 
 
 def process_cpu_s() -> float:
-    """This process's CPU seconds, user + system, every thread."""
-    t = os.times()
-    return t.user + t.system
+    """This process's CPU seconds, user + system, every thread (``CLOCK_PROCESS_CPUTIME_ID``:
+    nanoseconds, where ``os.times`` counts in 10 ms ticks that leave a 1 s window nearly empty)."""
+    return time.process_time()
 
 
 class ProcessCpuEstimate:

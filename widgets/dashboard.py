@@ -19,6 +19,7 @@ from widgets.compression_panel import CompressionPanel
 from widgets.cost_panel import CostPanel
 from widgets.energy_panel import EnergyPanel
 from widgets.export_panel import ExportPanel
+from widgets.monitor_panel import MonitorPanel
 from widgets.profile_panel import ProfilePanel
 from widgets.runs_panel import RunsPanel
 from widgets.session import Session
@@ -28,7 +29,7 @@ class Dashboard:
     """The panels of one session, composed as tabs (``self.widget``).
 
     Attributes are the panels: ``profile``, ``energy``, ``compression``, ``batching``,
-    ``cascade``, ``cost``, ``export``, ``runs``.
+    ``cascade``, ``cost``, ``export``, ``monitor``, ``runs``.
     """
 
     def __init__(self, session: Session, bundles_dir: str | Path = "bundles") -> None:
@@ -40,12 +41,14 @@ class Dashboard:
         self.cascade = CascadePanel(session)
         self.cost = CostPanel(session)
         self.export = ExportPanel(session, out_root=bundles_dir)
+        self.monitor = MonitorPanel(session)
         self.runs = RunsPanel(session)
         panels = self.panels
         self.tabs = W.Tab(children=[p.widget for p in panels]).add_class("wb-tabs")
         self.tabs.titles = [p.title for p in panels]
         header = W.HTML(
-            "<h2>Inference Workbench</h2><p>Profile, compress, batch, cost and export a model. "
+            "<h2>Inference Workbench</h2><p>Profile, compress, batch, cost, export and monitor a "
+            "model. "
             "Figures say whether they are <i>measured</i> or <i>estimated</i>; every result is "
             f"kept in the run store at <code>{session.store.path}</code>.</p>"
         )
@@ -54,7 +57,7 @@ class Dashboard:
     @property
     def panels(self) -> list:
         return [self.profile, self.energy, self.compression, self.batching, self.cascade,
-                self.cost, self.export, self.runs]  # fmt: skip
+                self.cost, self.export, self.monitor, self.runs]  # fmt: skip
 
     def select(self, title: str) -> None:
         """Show the tab with this title."""

@@ -169,3 +169,73 @@ def test_runs_panel_lists_and_reopens_a_profile(app) -> None:
     assert app.session.figures.run_id == first
     assert app.cost.source.value == first  # cost now uses the reopened run
     assert "b=1" in app.profile.out.outputs[0]["data"]["text/plain"] or mimes(app.profile)
+
+
+def test_monitor_panel_charts_a_live_runtime_of_the_exported_bundle(tmp_path, monkeypatch) -> None:
+    import sys
+    import threading
+    from pathlib import Path
+
+    import orjson
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+    from serving_helpers import linear_onnx, serving
+
+    from workbench.load.generator import constant_rate, open_loop
+
+    (tmp_path / "no-rapl").mkdir()
+    monkeypatch.setenv("SERVING_RAPL_ROOT", str(tmp_path / "no-rapl"))  # the estimate meter
+    app = Dashboard(Session(tmp_path / "runs.sqlite", background=False), bundles_dir=tmp_path / "b")
+    app.session.load(linear_onnx(tmp_path / "lin.onnx"))
+    info = app.export.run()
+    panel = app.monitor
+    assert panel.bundle.value == str(info.path)  # the export tab's bundle flowed in
+
+    panel.bundle.value = str(tmp_path)
+    panel.run_button.click()
+    assert "is not a bundle" in panel.error.value and "Traceback" not in panel.error.value
+
+    panel.bundle.value = str(info.path)
+    body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32",
+                                     "data": [0.5] * 8}]})  # fmt: skip
+    with serving([info.path], tmp_path / "server.log") as server:
+        times = constant_rate(50, 3.5)
+        load = threading.Thread(target=open_loop, args=("127.0.0.1", server.port, "lin", body,
+                                                        times))  # fmt: skip
+        load.start()
+        panel.url.value, panel.interval.value, panel.duration.value = server.url, "0.5s", "1.5"
+        panel.run_button.click()
+        load.join()
+    assert panel.error.value == "", panel.error.value
+    assert mimes(panel) == ["image/svg+xml", "text/html"]  # the chart, the window table
+    svg = panel.out.outputs[0]["data"]["image/svg+xml"]
+    assert "J per prediction" in svg and "idle share" in svg and "estimated" in svg
+    assert (panel.progress.value, panel.progress.max) == (3, 3)
+    assert "no drift on lin" in panel.verdict.value
+    runs = app.session.store.runs(kind="monitor")
+    assert [r.config["window"] for r in runs] == [3, 2, 1]
+    assert all(r.metrics["predictions"] > 0 for r in runs)
+    assert sum(r.metrics["energy_j"] for r in runs) > 0  # the runtime's live meter, metered
+    assert "3 windows stored as monitor runs" in panel.status.value
+
+
+def test_monitor_panel_stop_ends_the_watch_after_the_current_window(tmp_path) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+    from serving_helpers import export_bundle, linear_onnx, serving
+
+    bundle = export_bundle(linear_onnx(tmp_path / "lin.onnx"), tmp_path / "b")
+    app = Dashboard(Session(tmp_path / "runs.sqlite", background=True))
+    panel = app.monitor
+    with serving([bundle], tmp_path / "server.log") as server:
+        panel.url.value, panel.bundle.value = server.url, str(bundle)
+        panel.interval.value, panel.duration.value = "0.3s", "10m"
+        panel.progress.observe(lambda ch: panel.stop_button.click() if ch["new"] == 1 else None,
+                               "value")  # fmt: skip
+        panel.run_button.click()
+        panel.join(30)
+    assert panel.error.value == "", panel.error.value
+    assert len(panel.report.windows) == 1 and panel.run_button.disabled is False
+    assert len(app.session.store.runs(kind="monitor")) == 1

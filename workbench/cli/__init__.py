@@ -11,6 +11,7 @@ from workbench.cli import (  # noqa: F401  (registers the commands)
     cost,
     demo,
     export,
+    monitor,
     optimize,
     profile,
     report,

@@ -4,7 +4,8 @@ Kubernetes/KServe, Prometheus alerts, Ray Serve) that ``python -m serving BUNDLE
 - :mod:`~workbench.ship.bundle`: ``export(model, out_dir, ...)``, the manifest and the files.
 - :mod:`~workbench.ship.docker`: the Dockerfile and the runtime copied into the bundle.
 - :mod:`~workbench.ship.kubernetes`: Deployment, Service, HPA, KServe; ``default_scaling``.
-- :mod:`~workbench.ship.alerts`: Prometheus alert rules (SLO, budget, overload).
+- :mod:`~workbench.ship.alerts`: Prometheus alert rules (SLO, budget, overload, live J/prediction
+  and cost per 1M drift).
 - :mod:`~workbench.ship.ray`: the Ray Serve config.
 
 Example

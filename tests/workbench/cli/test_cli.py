@@ -102,6 +102,14 @@ BAD_INPUTS = {
         "cannot read input shape",
     ),
     "unknown run store file": (["runs", "--db", "NOTADB"], "cannot open the run store"),
+    "monitor of a file that is no bundle": (
+        ["monitor", "127.0.0.1:1", "--bundle", "NOTADB"],
+        "is not a bundle: manifest.json is missing",
+    ),
+    "monitor with an unreadable window": (
+        ["monitor", "127.0.0.1:1", "--bundle", "NOTADB", "--interval", "soon"],
+        "interval='soon' is not a duration; give seconds or a number with s, m or h",
+    ),
 }
 
 
