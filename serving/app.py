@@ -210,8 +210,6 @@ class ServingApp:
             _allow(method, "POST")
             if request.token is not endpoint:
                 raise ProtocolError("inference requests must be announced by the server", 500)
-            if self.busy is not None:
-                return self._infer_busy(endpoint, request)
             return self._infer(endpoint, request)
         _allow(method, "GET")
         if action == "":
@@ -244,17 +242,11 @@ class ServingApp:
             raise ProtocolError(f"no route for {path}", 404)
         return endpoint, rest[0] if rest else ""
 
-    async def _infer_busy(self, endpoint: Endpoint, request: Request) -> Response:
-        """:meth:`_infer`, counted in the live meter's busy time (idle energy is the rest)."""
-        busy = self.busy
-        busy.enter()
-        try:
-            return await self._infer(endpoint, request)
-        finally:
-            busy.leave()
-
     async def _infer(self, endpoint: Endpoint, request: Request) -> Response:
         started = time.perf_counter()
+        busy = self.busy  # the live meter's busy time (idle energy is the rest); None: no meter
+        if busy is not None:
+            busy.enter(started)
         self.accepted += 1
         name = endpoint.name
         try:
@@ -286,6 +278,9 @@ class ServingApp:
             return Response(
                 500, error_body(f"internal error: {type(exc).__name__}: {exc}"), JSON_HEADERS
             )
+        finally:
+            if busy is not None:
+                busy.leave(time.perf_counter())
         self.answered += 1
         elapsed = time.perf_counter() - started
         self.metrics.requests.inc((name, "200"))

@@ -98,15 +98,16 @@ class BusyClock:
         self._busy_s = 0.0
         self._clock = clock
 
-    def enter(self) -> None:
+    def enter(self, now: float | None = None) -> None:
+        """A request starts (at ``now``, a reading of this clock the caller already took)."""
         if self.in_flight == 0:
-            self._since = self._clock()
+            self._since = self._clock() if now is None else now
         self.in_flight += 1
 
-    def leave(self) -> None:
+    def leave(self, now: float | None = None) -> None:
         self.in_flight -= 1
         if self.in_flight == 0:
-            self._busy_s += self._clock() - self._since
+            self._busy_s += (self._clock() if now is None else now) - self._since
 
     def busy_s(self, now: float) -> float:
         """Busy seconds up to ``now`` (a reading of the same clock), the open period included."""
