@@ -19,19 +19,6 @@ from widgets.view import Panel, headline
 from workbench.monitor import monitor, parse_duration
 from workbench.monitor.charts import monitor_chart
 
-#: The window table's columns.
-COLUMNS = [
-    "window",
-    "requests_per_s",
-    "latency_ms_p99",
-    "j_per_prediction",
-    "power_w",
-    "idle_share",
-    "usd_per_1m",
-    "energy_method",
-    "drift",
-]
-
 
 class MonitorPanel(Panel):
     """Scrape a live runtime's /metrics every window and chart what it reports."""
@@ -93,7 +80,7 @@ class MonitorPanel(Panel):
         self.report = report
         frame = report.to_frame()
         self.tick(len(report.windows), total)
-        self.show(monitor_chart(frame, title=report.model), frame[COLUMNS])
+        self.show(monitor_chart(frame, title=report.model), frame[list(report.SUMMARY_COLUMNS)])
         style = "color:#b00" if report.drifted else ""
         self.verdict.value = f'<span style="{style}">{html.escape(report.summary())}</span>'
 

@@ -16,19 +16,6 @@ import typer
 from workbench.cli.app import app, console, print_frame
 from workbench.cli.options import Db
 
-#: The window table's columns.
-WINDOW_COLUMNS = (
-    "window",
-    "requests_per_s",
-    "latency_ms_p99",
-    "j_per_prediction",
-    "power_w",
-    "idle_share",
-    "usd_per_1m",
-    "energy_method",
-    "drift",
-)
-
 
 def _line(report, w) -> str:
     return (
@@ -82,7 +69,7 @@ def monitor(
     )
     frame = report.to_frame()
     if not frame.empty:
-        print_frame(frame, f"{report.model} at {report.url}", WINDOW_COLUMNS)
+        print_frame(frame, f"{report.model} at {report.url}", report.SUMMARY_COLUMNS)
     if check and report.drifted:
         raise RegressionError(report.summary())
     console.print(report.summary(), markup=False, soft_wrap=True)

@@ -131,6 +131,19 @@ def compare(live: dict[str, float], base: Baseline, t: Thresholds | None = None)
 class MonitorReport:
     """A monitoring run: each window, the whole period (``overall``) and its drift verdict."""
 
+    #: The columns of :meth:`to_frame` a table of windows shows (the CLI, the monitor panel).
+    SUMMARY_COLUMNS = (
+        "window",
+        "requests_per_s",
+        "latency_ms_p99",
+        "j_per_prediction",
+        "power_w",
+        "idle_share",
+        "usd_per_1m",
+        "energy_method",
+        "drift",
+    )
+
     url: str
     bundle: str
     model: str
