@@ -27,7 +27,7 @@ from pathlib import Path
 
 from serving.app import DEFAULT_MAX_BODY_BYTES, JsonFormatter, ServingApp
 from serving.endpoint import Endpoint
-from serving.live_energy import LiveMeter, discover_meters
+from serving.live_energy import LiveMeter
 from serving.manifest import BundleError, load_bundle, unpack_archive
 from serving.metrics import ServingMetrics
 
@@ -74,16 +74,7 @@ def live_meter(
     """The live meter over the meters found here (``None`` with ``--no-live-meter``)."""
     if args.no_live_meter:
         return None
-    manifests = [e.manifest for e in endpoints]
-    meters, notes = discover_meters(manifests)
-    prices = [m.cost.instance_usd_per_h for m in manifests if m.cost.instance_usd_per_h is not None]
-    return LiveMeter(
-        meters,
-        metrics,
-        interval_s=args.meter_interval_s,
-        instance_usd_per_h=prices[0] if prices else None,
-        notes=notes,
-    )
+    return LiveMeter.for_endpoints(endpoints, metrics, interval_s=args.meter_interval_s)
 
 
 def configure_logging(level: str) -> None:

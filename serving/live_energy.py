@@ -381,6 +381,25 @@ class LiveMeter:
                 self.series.energy.inc(key, 0.0)
                 self.series.idle_energy.inc(key, 0.0)
 
+
+    @classmethod
+    def for_endpoints(
+        cls, endpoints: Sequence[Any], metrics: ServingMetrics, *, interval_s: float = 1.0
+    ) -> LiveMeter:
+        """The meters found on this machine for the bundles ``endpoints`` serve, priced at the
+        first instance price their manifests give (``python -m serving`` and Ray Serve)."""
+        manifests = [e.manifest for e in endpoints]
+        meters, notes = discover_meters(manifests)
+        prices = [
+            m.cost.instance_usd_per_h for m in manifests if m.cost.instance_usd_per_h is not None
+        ]
+        return cls(
+            meters,
+            metrics,
+            interval_s=interval_s,
+            instance_usd_per_h=prices[0] if prices else None,
+            notes=notes,
+        )
     def describe(self) -> list[str]:
         """``meter/method/component`` of each series, for the start-up log line."""
         return [f"{m.meter}/{m.method}/{c}" for m in self.meters for c in m.components()]

@@ -81,16 +81,22 @@ def app_builder(args: dict[str, Any]) -> Any:
     bundles = _bundles(args)
     options = replica_options({**args, "bundles": bundles})
     token_arg = args.get("token")
+    no_live_meter = bool(args.get("no_live_meter", False))
+    meter_interval_s = float(args.get("meter_interval_s", 1.0))
 
     def build_asgi_app() -> Any:  # runs on each replica
         from serving.app import ServingApp
         from serving.endpoint import Endpoint
+        from serving.live_energy import LiveMeter
         from serving.metrics import ServingMetrics
 
         metrics = ServingMetrics()
         endpoints = [Endpoint(load_bundle(p), metrics) for p in bundles]
         token = token_arg or os.environ.get("SERVING_TOKEN") or None
-        return ServingApp(endpoints, token=token, metrics=metrics)
+        meter = None
+        if not no_live_meter:  # each replica meters itself, as python -m serving does
+            meter = LiveMeter.for_endpoints(endpoints, metrics, interval_s=meter_interval_s)
+        return ServingApp(endpoints, token=token, metrics=metrics, live_meter=meter)
 
     deployment = serve.deployment(serve.ingress(build_asgi_app)())
     return deployment.options(**options).bind()

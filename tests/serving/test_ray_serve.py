@@ -272,6 +272,17 @@ def test_concurrent_requests_through_the_proxy_all_answer(ray_serve, single):
         )
 
 
+def test_each_replica_meters_its_own_energy(ray_serve):
+    """The Ray entrypoint builds its app with the live meter, as ``python -m serving`` does."""
+    x = np.ones((2, 8), np.float32)
+    assert _infer(ray_serve.http, x)[0] == 200
+    status, _, body = ray_serve.http.request("GET", "/metrics", headers=_auth())
+    text = body.decode()
+    assert status == 200, text
+    assert "serving_live_meter_info{" in text
+    assert "serving_live_energy_joules_total{" in text
+
+
 def test_every_ray_connection_stays_on_loopback(ray_serve):
     """Last in the module, so the samples cover start-up and all the requests above."""
     watch = ray_serve.watch
@@ -318,3 +329,4 @@ def _infer(server: Server, x: np.ndarray) -> tuple[int, dict, dict]:
         headers={"Content-Type": "application/json", **_auth()},
     )
     return status, headers, json.loads(raw)
+
