@@ -1,9 +1,10 @@
 """Argument checks shared by the whole workbench: each raises :class:`~workbench.errors.ConfigError`
 with a message that names the bad value, the rule it breaks and, given ``fix=``, how to mend it.
 
-Four checkers cover every setting: :func:`number` (a finite real number, optionally bounded),
+Five checkers cover every setting: :func:`number` (a finite real number, optionally bounded),
 :func:`whole` (an integer, optionally bounded), :func:`fraction` (a number in [0, 1], either end
-open) and :func:`one_of` (a value from a fixed set). The first three return the value as ``float``
+open), :func:`one_of` (a value from a fixed set) and :func:`duration` (``"20ms"``, ``"2m"`` or a
+bare number in the caller's unit). The first three return the value as ``float``
 or ``int``, so a caller can check and convert in one step.
 
 A plain argument is named as ``name=value``; a field of a settings object (a scenario's
@@ -25,6 +26,7 @@ workbench.errors.ConfigError: training.usage must be a fraction in (0, 1], got 1
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
@@ -33,6 +35,16 @@ import numpy as np
 from workbench.errors import ConfigError
 
 _REAL = (int, float, np.integer, np.floating)
+#: Microseconds per unit a duration may be written in (whole numbers, so ratios stay exact).
+MICROSECONDS_PER = {
+    "us": 1,
+    "µs": 1,
+    "ms": 1_000,
+    "s": 1_000_000,
+    "m": 60_000_000,
+    "h": 3_600_000_000,
+}
+_DURATION = re.compile(r"([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)([a-zµ]*)")
 _INTEGER = (int, np.integer)
 
 
@@ -126,6 +138,37 @@ def one_of(
     if value not in choices:
         _fail(name, value, "one of " + ", ".join(repr(c) for c in choices), owner, fix)
     return value
+
+
+def duration(
+    name: str, value: Any, *, unit: str, units: Iterable[str], fix: str | None = None
+) -> float:
+    """``value`` in ``unit`` (> 0, finite): a bare number is already in ``unit``; text may carry
+    one of ``units`` (see :data:`MICROSECONDS_PER`), spaces and case ignored.
+
+    >>> duration("interval", "2m", unit="s", units=("s", "m", "h"))
+    120.0
+    >>> duration("slo_p99", "0.5 s", unit="ms", units=("us", "ms", "s"))
+    500.0
+    >>> duration("interval", "soon", unit="s", units=("s",), fix="e.g. 10s")
+    Traceback (most recent call last):
+    ...
+    workbench.errors.ConfigError: interval='soon' is not a duration; e.g. 10s
+    """
+    if _real(value):
+        amount = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        match = _DURATION.fullmatch(text)
+        written = match.group(2) if match else None
+        if written is None or (written and written not in set(units)):
+            amount = math.nan
+        else:
+            scale = MICROSECONDS_PER[written or unit]
+            amount = float(match.group(1)) * scale / MICROSECONDS_PER[unit]
+    if not (amount > 0 and math.isfinite(amount)):
+        raise ConfigError(f"{name}={value!r} is not a duration" + (f"; {fix}" if fix else ""))
+    return amount
 
 
 def _real(value: Any) -> bool:

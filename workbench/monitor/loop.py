@@ -25,30 +25,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workbench.checks import duration
 from workbench.errors import ConfigError
 from workbench.measure.store import RunStore, open_store
 from workbench.monitor.drift import Baseline, MonitorReport, Thresholds
 from workbench.monitor.scrape import Scrape, fetch, metrics_url
 from workbench.monitor.window import Window, window
 
-UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
 READY = "serving_model_ready"
 
 
 def parse_duration(text: str | float, name: str = "duration") -> float:
     """``"10s"``, ``"2m"``, ``"1h"`` or plain seconds (``"30"``, ``2.5``) -> seconds > 0."""
-    raw = str(text).strip().lower()
-    scale = UNITS_S.get(raw[-1:]) if raw else None
-    try:
-        seconds = float(raw[:-1] if scale else raw) * (scale or 1.0)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigError(
-            f"{name}={text!r} is not a duration; give seconds or a number with s, m or h, "
-            "e.g. 10s, 2m"
-        )
-    return seconds
+    return duration(
+        name,
+        text,
+        unit="s",
+        units=("s", "m", "h"),
+        fix="give seconds or a number with s, m or h, e.g. 10s, 2m",
+    )
 
 
 def load_manifest(bundle: str | Path) -> Any:

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from workbench.checks import duration
 from workbench.compress.quality import Quality
 from workbench.errors import ConfigError
 
@@ -50,21 +51,13 @@ def parse_fraction(value: str | float, field_name: str = "max_quality_drop") -> 
 
 def parse_ms(value: str | float, field_name: str = "slo_p99") -> float:
     """``"20ms"``, ``"0.02s"``, ``"500us"`` or a bare number of milliseconds -> milliseconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        ms = float(value)
-    else:
-        text = str(value).strip().lower().replace(" ", "")
-        match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)(ms|s|us|µs)?", text)
-        if not match:
-            raise ConfigError(
-                f"{field_name}={value!r} is not a duration: write it with a unit, e.g. 20ms, "
-                "0.5s or 800us"
-            )
-        scale = {"ms": 1.0, None: 1.0, "s": 1e3, "us": 1e-3, "µs": 1e-3}[match.group(2)]
-        ms = float(match.group(1)) * scale
-    if not ms > 0 or math.isinf(ms):
-        raise ConfigError(f"{field_name}={value!r} must be a duration > 0, e.g. 20ms")
-    return ms
+    return duration(
+        field_name,
+        value,
+        unit="ms",
+        units=("ms", "s", "us", "µs"),
+        fix="give a duration > 0 with a unit, e.g. 20ms, 0.5s or 800us",
+    )
 
 
 # ------------------------------------------------------------------------- constraints
